@@ -1,0 +1,15 @@
+"""Train, evaluate and export a forecaster: python train.py [model=lstmp] [data.horizon=192] ..."""
+
+import hydra
+from omegaconf import DictConfig
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    from forecast.pipeline import train
+
+    return train(cfg)
+
+
+if __name__ == "__main__":
+    main()
