@@ -9,7 +9,7 @@ from torch.utils.data import Dataset
 class WindowDataset(Dataset):
     """Window k is `series[k*stride : k*stride + lookback]` with target the next `horizon` rows.
 
-    `series` is [T, C]; items are views into it: ([lookback, C], [horizon, C]).
+    `series` is [T, C]; items are dicts of views into it: `x` [lookback, C], `y` [horizon, C].
     """
 
     def __init__(self, series: torch.Tensor, lookback: int, horizon: int, stride: int = 1):
@@ -27,6 +27,6 @@ class WindowDataset(Dataset):
     def __len__(self) -> int:
         return self.windows.shape[0]
 
-    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
         window = self.windows[k].T  # [lookback + horizon, C]
-        return window[: self.lookback], window[self.lookback :]
+        return {"x": window[: self.lookback], "y": window[self.lookback :]}

@@ -59,17 +59,15 @@ class Forecaster(pl.LightningModule):
         return self.head(output[:, -1]).view(-1, self.horizon, self.n_channels)
 
     def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss = nn.functional.mse_loss(self(x), y)
+        loss = nn.functional.mse_loss(self(batch["x"]), batch["y"])
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True)
         return loss
 
     def _evaluate(self, batch, split: str) -> None:
-        x, y = batch
-        y_hat = self(x)
+        y_hat = self(batch["x"])
         for name in ("mse", "mae"):
             metric = self.metrics[f"{split}_{name}"]
-            metric.update(y_hat, y)
+            metric.update(y_hat, batch["y"])
             self.log(f"{split}_{name}", metric, prog_bar=name == "mse")
 
     def validation_step(self, batch, batch_idx):

@@ -27,7 +27,8 @@ def test_etth1_windows_and_scaling_follow_the_protocol(shared_data):
     values = raw.drop(columns="date").to_numpy()
     mean, std = values[:8640].mean(0), values[:8640].std(0)
     # the first test window starts lookback rows before the test border, z-scored on train rows
-    x, y = dm.datasets["test"][0]
+    item = dm.datasets["test"][0]
+    x, y = item["x"], item["y"]
     np.testing.assert_allclose(x.numpy(), (values[11424:11520] - mean) / std, atol=1e-4)
     np.testing.assert_allclose(y.numpy(), (values[11520:11616] - mean) / std, atol=1e-4)
     assert dm.channels == ("HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT")
