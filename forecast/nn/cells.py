@@ -9,7 +9,6 @@ product `h @ W_hh^T` is left inside the loop. The `*_cell` functions are the tex
 (`x` in, state out) for users who step a cell by hand. All are TorchScript-compatible.
 """
 
-
 import torch
 from torch import Tensor
 from torch.nn import functional as F

@@ -90,9 +90,10 @@ def _script(fn):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             return torch.jit.script(fn)
-    except Exception as error:  # noqa: BLE001 - any failure means: run eagerly
-        warnings.warn(f"TorchScript unavailable ({error}); running {fn.__name__} eagerly",
-                      stacklevel=2)
+    except Exception as error:  # any failure means: run eagerly
+        warnings.warn(
+            f"TorchScript unavailable ({error}); running {fn.__name__} eagerly", stacklevel=2
+        )
         return fn
 
 

@@ -338,8 +338,11 @@ def _check_sizes(input_size, hidden_size, num_layers, dropout, proj_size) -> Non
             f"num_layers={num_layers}",
             stacklevel=3,
         )
-    for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
-                        ("num_layers", num_layers)):
+    for name, value in (
+        ("input_size", input_size),
+        ("hidden_size", hidden_size),
+        ("num_layers", num_layers),
+    ):
         if not isinstance(value, int) or isinstance(value, bool):
             raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
         if value <= 0:

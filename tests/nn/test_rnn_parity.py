@@ -61,7 +61,11 @@ def assert_parity(cell, kind, dtype, atol, **kwargs):
 
 GRID = list(
     itertools.product(
-        CELLS, (1, 2, 3), (False, True), (True, False), (False, True),
+        CELLS,
+        (1, 2, 3),
+        (False, True),
+        (True, False),
+        (False, True),
         ("batched", "unbatched", "packed"),
     )
 )
@@ -70,8 +74,14 @@ GRID = list(
 @pytest.mark.parametrize("cell,layers,bidirectional,bias,batch_first,kind", GRID)
 def test_parity_float64(cell, layers, bidirectional, bias, batch_first, kind):
     assert_parity(
-        cell, kind, torch.float64, 1e-10,
-        num_layers=layers, bidirectional=bidirectional, bias=bias, batch_first=batch_first,
+        cell,
+        kind,
+        torch.float64,
+        1e-10,
+        num_layers=layers,
+        bidirectional=bidirectional,
+        bias=bias,
+        batch_first=batch_first,
     )
 
 
@@ -80,17 +90,16 @@ def test_parity_float64(cell, layers, bidirectional, bias, batch_first, kind):
     list(itertools.product(CELLS, (1, 3), (False, True), ("batched", "packed"))),
 )
 def test_parity_float32(cell, layers, bidirectional, kind):
-    assert_parity(
-        cell, kind, torch.float32, 1e-5, num_layers=layers, bidirectional=bidirectional
-    )
+    assert_parity(cell, kind, torch.float32, 1e-5, num_layers=layers, bidirectional=bidirectional)
 
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_default_initial_state_is_zero_like_torch(cell):
     ours, ref = make_pair(cell, INPUT, HIDDEN, num_layers=2, bidirectional=True)
     x = torch.randn(STEPS, BATCH, INPUT, dtype=torch.float64)
-    for a, b in zip(run(ours, x, None, "batched", False), run(ref, x, None, "batched", False),
-                    strict=True):
+    for a, b in zip(
+        run(ours, x, None, "batched", False), run(ref, x, None, "batched", False), strict=True
+    ):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
 
 
