@@ -2,6 +2,8 @@
 
 from torch import nn
 
+from forecast.nn.rnn import GRU, LSTM
+
 CELLS = ("lstm", "lstmp", "gru")
 IMPLS = ("custom", "torch")
 
@@ -21,6 +23,9 @@ def build_backbone(
 ) -> nn.Module:
     """Return an `nn.LSTM`-compatible (or `nn.GRU`-compatible) module.
 
+    `impl="custom"` gives `forecast.nn.LSTM` / `GRU`, `impl="torch"` torch's fused modules;
+    both have the same parameter names and shapes, so their state dicts are interchangeable.
+
     `cell="lstmp"` is an LSTM with a projection and needs `proj_size > 0`; `lstm` and `gru`
     take no projection.
     """
@@ -32,8 +37,6 @@ def build_backbone(
         raise ValueError("cell='lstmp' needs proj_size > 0 (the projected state size)")
     if cell in ("lstm", "gru") and proj_size != 0:
         raise ValueError(f"cell={cell!r} takes no projection: use cell='lstmp' for proj_size > 0")
-    if impl == "custom":
-        raise NotImplementedError("impl='custom' arrives with the recurrent core (issue 5)")
     kwargs = dict(
         input_size=input_size,
         hidden_size=hidden_size,
@@ -43,9 +46,10 @@ def build_backbone(
         dropout=dropout,
         bidirectional=bidirectional,
     )
+    gru, lstm = (GRU, LSTM) if impl == "custom" else (nn.GRU, nn.LSTM)
     if cell == "gru":
-        return nn.GRU(**kwargs)
-    return nn.LSTM(proj_size=proj_size, **kwargs)
+        return gru(**kwargs)
+    return lstm(proj_size=proj_size, **kwargs)
 
 
 def backbone_output_size(rnn: nn.Module) -> int:

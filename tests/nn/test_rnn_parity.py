@@ -1,0 +1,131 @@
+"""Parity of forecast.nn.LSTM / GRU with torch.nn.LSTM / GRU: values and every gradient."""
+
+import itertools
+
+import pytest
+import torch
+from rnn_helpers import CELLS, flat_states, initial_state, make_pair
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+INPUT, HIDDEN, BATCH, STEPS = 3, 6, 4, 5
+LENGTHS = [3, 5, 1, 4]  # unequal and unsorted, so packing must reorder
+
+
+def run(module, x, hx, kind, batch_first):
+    """Forward through `module`; returns tensors to compare: padded output and final states."""
+    if kind == "packed":
+        inp = pack_padded_sequence(x, torch.tensor(LENGTHS), batch_first, enforce_sorted=False)
+        out, hidden = module(inp, hx)
+        out = pad_packed_sequence(out, batch_first)[0]
+    else:
+        out, hidden = module(x, hx)
+    return [out, *flat_states(hidden)]
+
+
+def grads_of(module, x, hx, kind, batch_first):
+    """Outputs, then gradients of a random projection of them w.r.t. inputs, states, params."""
+    results = run(module, x, hx, kind, batch_first)
+    gen = torch.Generator().manual_seed(7)
+    loss = sum((r * torch.randn(r.shape, generator=gen, dtype=r.dtype)).sum() for r in results)
+    leaves = [x, *flat_states(hx), *module.parameters()]
+    grads = torch.autograd.grad(loss, leaves)
+    return [r.detach() for r in results], grads
+
+
+def inputs(kind, batch_first, dtype):
+    gen = torch.Generator().manual_seed(3)
+    if kind == "unbatched":
+        shape = (STEPS, INPUT)
+    elif batch_first:
+        shape = (BATCH, STEPS, INPUT)
+    else:
+        shape = (STEPS, BATCH, INPUT)
+    return torch.randn(shape, generator=gen, dtype=dtype, requires_grad=True)
+
+
+def assert_parity(cell, kind, dtype, atol, **kwargs):
+    ours, ref = make_pair(cell, INPUT, HIDDEN, dtype=dtype, **kwargs)
+    x = inputs(kind, kwargs.get("batch_first", False), dtype)
+    hx = initial_state(ref, BATCH, dtype, unbatched=kind == "unbatched")
+    batch_first = kwargs.get("batch_first", False)
+    ours_out, ours_grads = grads_of(ours, x, hx, kind, batch_first)
+    ref_out, ref_grads = grads_of(ref, x, hx, kind, batch_first)
+    for a, b in zip(ours_out, ref_out, strict=True):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, atol=atol, rtol=0)
+    names = ["input", *[f"hx[{i}]" for i in range(len(flat_states(hx)))]]
+    names += [name for name, _ in ours.named_parameters()]
+    for name, a, b in zip(names, ours_grads, ref_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=atol, rtol=0, msg=lambda m, n=name: f"{n}: {m}")
+
+
+GRID = list(
+    itertools.product(
+        CELLS,
+        (1, 2, 3),
+        (False, True),
+        (True, False),
+        (False, True),
+        ("batched", "unbatched", "packed"),
+    )
+)
+
+
+@pytest.mark.parametrize("cell,layers,bidirectional,bias,batch_first,kind", GRID)
+def test_parity_float64(cell, layers, bidirectional, bias, batch_first, kind):
+    assert_parity(
+        cell,
+        kind,
+        torch.float64,
+        1e-10,
+        num_layers=layers,
+        bidirectional=bidirectional,
+        bias=bias,
+        batch_first=batch_first,
+    )
+
+
+@pytest.mark.parametrize(
+    "cell,layers,bidirectional,kind",
+    list(itertools.product(CELLS, (1, 3), (False, True), ("batched", "packed"))),
+)
+def test_parity_float32(cell, layers, bidirectional, kind):
+    assert_parity(cell, kind, torch.float32, 1e-5, num_layers=layers, bidirectional=bidirectional)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_default_initial_state_is_zero_like_torch(cell):
+    ours, ref = make_pair(cell, INPUT, HIDDEN, num_layers=2, bidirectional=True)
+    x = torch.randn(STEPS, BATCH, INPUT, dtype=torch.float64)
+    for a, b in zip(
+        run(ours, x, None, "batched", False), run(ref, x, None, "batched", False), strict=True
+    ):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_state_dict_of_ours_loads_into_torch(cell):
+    ours, ref = make_pair(cell, INPUT, HIDDEN, num_layers=2, bidirectional=True)
+    ours.reset_parameters()  # fresh weights, so only the load can make the two agree
+    ref.load_state_dict(ours.state_dict(), strict=True)
+    x = torch.randn(STEPS, BATCH, INPUT, dtype=torch.float64)
+    torch.testing.assert_close(ours(x)[0], ref(x)[0], atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_parameters_match_torch_in_name_shape_and_order(cell):
+    ours, ref = make_pair(cell, INPUT, HIDDEN, num_layers=3, bidirectional=True)
+    assert [(n, p.shape) for n, p in ours.named_parameters()] == [
+        (n, p.shape) for n, p in ref.named_parameters()
+    ]
+
+
+def test_packed_output_keeps_torchs_packing():
+    ours, ref = make_pair("lstm", INPUT, HIDDEN, bidirectional=True)
+    x = torch.randn(STEPS, BATCH, INPUT, dtype=torch.float64)
+    packed = pack_padded_sequence(x, torch.tensor(LENGTHS), enforce_sorted=False)
+    out, ref_out = ours(packed)[0], ref(packed)[0]
+    assert torch.equal(out.batch_sizes, ref_out.batch_sizes)
+    assert torch.equal(out.sorted_indices, ref_out.sorted_indices)
+    assert torch.equal(out.unsorted_indices, ref_out.unsorted_indices)
+    torch.testing.assert_close(out.data, ref_out.data, atol=1e-10, rtol=0)
