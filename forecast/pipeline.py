@@ -6,16 +6,25 @@ calls `hydra.utils.instantiate`.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ProgressBar
+
+from forecast.callbacks import RNGStateCheckpoint
+from forecast.export import export_bundle
 
 
 def train(cfg: DictConfig) -> float:
@@ -28,12 +37,14 @@ def train(cfg: DictConfig) -> float:
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     model = instantiate(cfg.model, n_channels=datamodule.n_channels)
-    callbacks = [instantiate(callback) for callback in cfg.callbacks.values()]
+    scaler = datamodule.scaler_params()
+    model.set_scaler(scaler["mean"], scaler["scale"])
     trainer = instantiate(
         cfg.trainer,
-        callbacks=callbacks,
+        callbacks=build_callbacks(cfg),
         logger=instantiate(cfg.logger),
         default_root_dir=str(output_dir),
+        enable_progress_bar=sys.stdout.isatty(),
     )
 
     start = time.perf_counter()
@@ -45,7 +56,7 @@ def train(cfg: DictConfig) -> float:
     test = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
 
     metrics = {
-        **{k: float(v) for k, v in {**val, **test}.items()},
+        **{k: float(v) for k, v in sorted({**val, **test}.items())},
         "val_windows": len(datamodule.datasets["val"]),
         "test_windows": len(datamodule.datasets["test"]),
         "epochs": trainer.current_epoch,
@@ -53,9 +64,74 @@ def train(cfg: DictConfig) -> float:
         "wall_seconds": round(time.perf_counter() - start, 3),
         "best_checkpoint": os.path.relpath(best, output_dir) if best else None,
     }
-    write_atomic(output_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    if trainer.is_global_zero:
+        write_atomic(output_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+        write_atomic(output_dir / "metrics_per_step.csv", per_step_csv(model.test_results))
+        plot_test_windows(model, datamodule, output_dir / "forecast.png")
+        export_bundle(
+            model.net,
+            model.scaler_mean,
+            model.scaler_scale,
+            export_meta(cfg, datamodule, model),
+            output_dir / "export",
+        )
     objective = metrics["val_mse"]
     return objective if math.isfinite(objective) else float("inf")
+
+
+def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
+    """The configured callbacks, and our RNG state keeper; progress bars only on a terminal."""
+    callbacks = [instantiate(callback) for callback in cfg.callbacks.values() if callback]
+    if not sys.stdout.isatty():
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    return [*callbacks, RNGStateCheckpoint()]
+
+
+def per_step_csv(results: dict[str, torch.Tensor]) -> str:
+    """One row per horizon step, one column per per-step metric."""
+    columns = sorted(k for k, v in results.items() if v.dim() == 1)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["step", *(c.removesuffix("_step") for c in columns)])
+    if columns:
+        for step, row in enumerate(
+            zip(*(results[c].tolist() for c in columns), strict=True), start=1
+        ):
+            writer.writerow([step, *(f"{v:.6g}" for v in row)])
+    return out.getvalue()
+
+
+def plot_test_windows(model, datamodule, path: Path, n_windows: int = 4) -> None:
+    """History, truth and forecast of a few evenly spaced test windows, last channel."""
+    from forecast.plots import plot_forecasts
+
+    dataset = datamodule.datasets["test"]
+    picks = np.linspace(0, len(dataset) - 1, n_windows).astype(int)
+    batch = [dataset[int(i)] for i in picks]
+    x = torch.stack([item["x"] for item in batch]).to(model.device)
+    y = torch.stack([item["y"] for item in batch])
+    model.eval()
+    with torch.no_grad():
+        y_hat = model(x)[..., model.median].float().cpu()
+    plot_forecasts(
+        x[..., -1].cpu().numpy(),
+        y[..., -1].numpy(),
+        y_hat[..., -1].numpy(),
+        datamodule.channels[-1],
+        path,
+    )
+
+
+def export_meta(cfg: DictConfig, datamodule, model) -> dict:
+    return {
+        "lookback": datamodule.lookback,
+        "horizon": datamodule.horizon,
+        "channels": list(datamodule.channels),
+        "frequency": getattr(datamodule, "frequency", None),
+        "quantiles": list(model.quantiles),
+        "scaler": datamodule.scaler_params(),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
 
 
 def write_atomic(path: Path, text: str) -> None:

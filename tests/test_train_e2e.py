@@ -1,19 +1,28 @@
 """End-to-end: run train.py as a user would, with a small budget, and check what it writes."""
 
+import csv
 import json
 import math
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import torch
 import yaml
 
+from forecast.export import ExportedModel
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
 
-SMALL = ["trainer.max_epochs=1", "trainer.limit_train_batches=4", "model.hidden_size=16"]
+SMALL = [
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=4",
+    "model.hidden_size=16",
+    "data.batch_size=16",
+]
 
 
 def run_train(run_dir, *overrides: str) -> dict:
@@ -35,15 +44,30 @@ def test_each_model_trains_tests_and_writes_its_artefacts(tmp_path, model):
     run_dir = tmp_path / model
     extra = ["model.proj_size=8"] if model == "lstmp" else []
     metrics = run_train(run_dir, f"model={model}", *extra)
-    for key in ("test_mse", "test_mae", "val_mse", "val_mae"):
-        assert math.isfinite(metrics[key]), key
+    for scale in ("", "_original"):
+        for name in ("mse", "mae", "rmse", "mape", "smape", "mase"):
+            for split in ("val", "test"):
+                assert math.isfinite(metrics[f"{split}_{name}{scale}"]), (split, name, scale)
     assert metrics["test_windows"] == 2785  # ETTh1 protocol, lookback 96, horizon 96
     assert metrics["best_checkpoint"].startswith("checkpoints/")
-    assert (run_dir / metrics["best_checkpoint"]).is_file()
+    best = run_dir / metrics["best_checkpoint"]
+    torch.load(best, weights_only=True)  # no arbitrary pickles
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert config["model"]["cell"] == model
     assert config["model"]["lookback"] == 96  # resolved, not an interpolation
+    with open(run_dir / "metrics_per_step.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == list(range(1, 97))
+    per_step_mse = np.array([float(r["test_mse"]) for r in rows])
+    assert per_step_mse.mean() == pytest.approx(metrics["test_mse"], rel=1e-4)
+    assert (run_dir / "forecast.png").stat().st_size > 10_000
+
+    exported = ExportedModel(run_dir, "onnx")
+    assert exported.meta["channels"] == ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]
+    raw = np.random.default_rng(0).normal(10, 3, (2, 96, 7)).astype("float32")
+    scripted = ExportedModel(run_dir, "torchscript").predict(raw)
+    np.testing.assert_allclose(exported.predict(raw), scripted, rtol=1e-5, atol=1e-5)
 
 
 def test_same_seed_gives_same_metrics_and_overrides_apply(tmp_path):
@@ -60,3 +84,31 @@ def test_same_seed_gives_same_metrics_and_overrides_apply(tmp_path):
 def test_data_path_override_reads_another_file(tmp_path, shared_data):
     metrics = run_train(tmp_path / "p", f"data.path={shared_data / 'ETTh1.csv'}", "data.horizon=24")
     assert metrics["test_windows"] == (14400 - 11520 + 96) - 96 - 24 + 1
+
+
+def test_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path):
+    common = [
+        "trainer.limit_train_batches=3",
+        "model.head_dropout=0.3",
+        "callbacks.early_stopping=null",
+    ]
+    whole = run_train(tmp_path / "whole", *common, "trainer.max_epochs=3")
+    run_train(tmp_path / "part", *common, "trainer.max_epochs=1")
+    resumed = run_train(
+        tmp_path / "resumed",
+        *common,
+        "trainer.max_epochs=3",
+        f"ckpt_path={tmp_path / 'part' / 'checkpoints' / 'last.ckpt'}",
+    )
+    assert resumed["epochs"] == whole["epochs"] == 3
+    for key in ("val_mse", "test_mse", "test_mae"):
+        assert resumed[key] == whole[key], key
+
+
+def test_bf16_mixed_precision_runs_on_cpu(tmp_path):
+    metrics = run_train(tmp_path / "bf16", "trainer.precision=bf16-mixed")
+    assert math.isfinite(metrics["test_mse"])
+    assert (
+        yaml.safe_load((tmp_path / "bf16" / "config.yaml").read_text())["trainer"]["precision"]
+        == "bf16-mixed"
+    )

@@ -1,21 +1,26 @@
-"""Forecaster: a recurrent backbone read over the look-back window, a direct multi-horizon head."""
+"""Forecaster: the LightningModule that trains and evaluates a ForecastNet."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytorch_lightning as pl
 import torch
 from torch import nn
-from torchmetrics import MeanAbsoluteError, MeanSquaredError
 
-from forecast.nn import backbone_output_size, build_backbone
+from forecast.metrics import ForecastMetrics, pinball
+from forecast.models.network import ForecastNet
+
+LOSSES = ("mse", "mae", "huber", "quantile")
 
 
 class Forecaster(pl.LightningModule):
-    """Maps a window [batch, lookback, channels] to a forecast [batch, horizon, channels].
+    """Maps batch["x"] [B, lookback, C] (scaled) to a forecast of batch["y"] [B, horizon, C].
 
-    The backbone's last output feeds one linear head that emits all horizon steps at once.
+    Network options are ForecastNet's. `loss="quantile"` makes the network emit one forecast per
+    entry of `quantiles`, trained with the pinball loss; its point forecast is the median (the
+    quantile nearest 0.5). Metrics are kept on the scaled values and, through the data scaler's
+    per-channel mean and scale (`set_scaler`), on the original ones.
     """
 
     def __init__(
@@ -29,54 +34,141 @@ class Forecaster(pl.LightningModule):
         num_layers: int = 1,
         proj_size: int = 0,
         dropout: float = 0.0,
+        bidirectional: bool = False,
+        segment_len: int = 1,
+        decoder: str = "direct",
+        embed_size: int | None = None,
+        channel_independent: bool = True,
+        revin: bool = True,
+        highway: bool = True,
+        head_dropout: float = 0.0,
+        loss: str = "mse",
+        huber_delta: float = 1.0,
+        quantiles: Sequence[float] = (0.1, 0.5, 0.9),
+        season: int = 1,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., object] | None = None,
     ):
         super().__init__()
-        self.save_hyperparameters(ignore=["optimizer"])
-        self.n_channels, self.lookback, self.horizon = n_channels, lookback, horizon
-        self.rnn = build_backbone(
-            cell,
-            impl,
-            input_size=n_channels,
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        self.quantiles = tuple(float(q) for q in quantiles) if loss == "quantile" else ()
+        self.net = ForecastNet(
+            n_channels,
+            lookback,
+            horizon,
+            cell=cell,
+            impl=impl,
             hidden_size=hidden_size,
             num_layers=num_layers,
             proj_size=proj_size,
             dropout=dropout,
-            batch_first=True,
+            bidirectional=bidirectional,
+            segment_len=segment_len,
+            decoder=decoder,
+            embed_size=embed_size,
+            channel_independent=channel_independent,
+            revin=revin,
+            highway=highway,
+            head_dropout=head_dropout,
+            n_quantiles=max(len(self.quantiles), 1),
         )
-        self.head = nn.Linear(backbone_output_size(self.rnn), horizon * n_channels)
-        self.optimizer_factory = optimizer
+        self.median = (
+            min(range(len(self.quantiles)), key=lambda i: abs(self.quantiles[i] - 0.5))
+            if self.quantiles
+            else 0
+        )
+        self.register_buffer("scaler_mean", torch.zeros(n_channels))
+        self.register_buffer("scaler_scale", torch.ones(n_channels))
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.metrics = nn.ModuleDict(
             {
-                f"{split}_{name}": metric()
+                f"{split}{scale}": ForecastMetrics(horizon, season, self.quantiles)
                 for split in ("val", "test")
-                for name, metric in (("mse", MeanSquaredError), ("mae", MeanAbsoluteError))
+                for scale in ("", "_original")
             }
         )
+        self.test_results: dict[str, torch.Tensor] = {}
+
+    def set_scaler(self, mean: Sequence[float], scale: Sequence[float]) -> None:
+        """The data scaler's per-channel parameters: original = scaled * scale + mean."""
+        self.scaler_mean.copy_(torch.as_tensor(mean, dtype=self.scaler_mean.dtype))
+        self.scaler_scale.copy_(torch.as_tensor(scale, dtype=self.scaler_scale.dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        output, _ = self.rnn(x)  # [B, lookback, features]
-        return self.head(output[:, -1]).view(-1, self.horizon, self.n_channels)
+        """[B, lookback, C] -> [B, horizon, C, Q] (Q = 1 for a point forecast)."""
+        return self.net(x)
+
+    def loss(self, y_hat_q: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        name = self.hparams.loss
+        if name == "quantile":
+            terms = [pinball(y_hat_q[..., i], y, q) for i, q in enumerate(self.quantiles)]
+            return torch.stack(terms).mean()
+        y_hat = y_hat_q[..., 0]
+        if name == "mae":
+            return nn.functional.l1_loss(y_hat, y)
+        if name == "huber":
+            return nn.functional.huber_loss(y_hat, y, delta=self.hparams.huber_delta)
+        return nn.functional.mse_loss(y_hat, y)
 
     def training_step(self, batch, batch_idx):
-        loss = nn.functional.mse_loss(self(batch["x"]), batch["y"])
-        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True)
+        loss = self.loss(self(batch["x"]), batch["y"])
+        self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True)
         return loss
 
-    def _evaluate(self, batch, split: str) -> None:
-        y_hat = self(batch["x"])
-        for name in ("mse", "mae"):
-            metric = self.metrics[f"{split}_{name}"]
-            metric.update(y_hat, batch["y"])
-            self.log(f"{split}_{name}", metric, prog_bar=name == "mse")
+    def _update_metrics(self, batch, split: str) -> None:
+        x, y = batch["x"], batch["y"]
+        y_hat_q = self(x).float()
+        y_hat = y_hat_q[..., self.median]
+        quantile_forecasts = y_hat_q if self.quantiles else None
+        self.metrics[split].update(y_hat, y, x, quantile_forecasts)
+        mean, scale = self.scaler_mean, self.scaler_scale
+        original = lambda t: t * scale + mean  # noqa: E731
+        self.metrics[f"{split}_original"].update(
+            original(y_hat),
+            original(y),
+            original(x),
+            original(y_hat_q.transpose(-1, -2)).transpose(-1, -2) if self.quantiles else None,
+        )
+
+    def _log_metrics(self, split: str) -> dict[str, torch.Tensor]:
+        results = {}
+        for scale in ("", "_original"):
+            metric = self.metrics[f"{split}{scale}"]
+            for name, value in metric.compute().items():
+                base, _, step = name.partition("_step")
+                key = f"{split}_{base}{scale}" + ("_step" if _ else "")
+                results[key] = value
+            metric.reset()
+        scalars = {k: v.float() for k, v in results.items() if v.dim() == 0}
+        shown = scalars.pop(f"{split}_mse")
+        self.log_dict(scalars)
+        self.log(f"{split}_mse", shown, prog_bar=True)
+        return results
 
     def validation_step(self, batch, batch_idx):
-        self._evaluate(batch, "val")
+        self._update_metrics(batch, "val")
+
+    def on_validation_epoch_end(self):
+        self._log_metrics("val")
 
     def test_step(self, batch, batch_idx):
-        self._evaluate(batch, "test")
+        self._update_metrics(batch, "test")
+
+    def on_test_epoch_end(self):
+        self.test_results = {k: v.detach().cpu() for k, v in self._log_metrics("test").items()}
 
     def configure_optimizers(self):
-        if self.optimizer_factory is None:
-            return torch.optim.Adam(self.parameters(), lr=1e-3)
-        return self.optimizer_factory(params=self.parameters())
+        optimizer = (
+            self.optimizer_factory(params=self.parameters())
+            if self.optimizer_factory is not None
+            else torch.optim.Adam(self.parameters(), lr=1e-3)
+        )
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": "val_mse", "interval": "epoch"},
+        }

@@ -1,0 +1,160 @@
+"""Forecast accuracy metrics: one definition each.
+
+Elementwise errors are defined once and used both by the plain functions (one batch of arrays) and
+by `ForecastMetrics`, which accumulates sums over batches (and across processes: every state is a
+sum) and reports each metric overall and per horizon step.
+
+Conventions: `y_hat` and `y` are [..., horizon, channels]; MAPE and sMAPE are in percent; MAPE
+skips targets that are exactly zero (undefined there) and sMAPE counts 0/0 as 0; MASE divides by the
+mean absolute seasonal difference (lag `season`) of the in-sample history (the look-back window)
+and skips series whose history is constant (scale 0, MASE undefined there).
+"""
+
+from __future__ import annotations
+
+import torch
+from torchmetrics import Metric
+
+POINT_METRICS = ("mse", "mae", "rmse", "mape", "smape", "mase")
+
+
+def squared_error(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (y_hat - y) ** 2
+
+
+def absolute_error(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (y_hat - y).abs()
+
+
+def absolute_percentage_error(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """100 |e| / |y|; NaN where y == 0 (excluded from MAPE)."""
+    return torch.where(y != 0, 100 * (y_hat - y).abs() / y.abs(), torch.nan)
+
+
+def symmetric_absolute_percentage_error(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """200 |e| / (|y| + |y_hat|), as in the M4 competition; 0 where both are 0."""
+    denominator = y.abs() + y_hat.abs()
+    ratio = 200 * (y_hat - y).abs() / denominator
+    return torch.where(denominator > 0, ratio, torch.zeros_like(ratio))
+
+
+def seasonal_scale(history: torch.Tensor, season: int) -> torch.Tensor:
+    """Mean absolute lag-`season` difference of history [..., T, C] -> [..., 1, C].
+
+    Falls back to lag 1 when the history is not longer than one season.
+    """
+    lag = season if history.shape[-2] > season else 1
+    return (history[..., lag:, :] - history[..., :-lag, :]).abs().mean(dim=-2, keepdim=True)
+
+
+def scaled_absolute_error(
+    y_hat: torch.Tensor, y: torch.Tensor, history: torch.Tensor, season: int
+) -> torch.Tensor:
+    """|e| / seasonal_scale(history): the terms of MASE; NaN where the scale is 0."""
+    scale = seasonal_scale(history, season)
+    return torch.where(scale > 0, absolute_error(y_hat, y) / scale, torch.nan)
+
+
+def pinball(y_hat_q: torch.Tensor, y: torch.Tensor, quantile: float) -> torch.Tensor:
+    """Pinball (quantile) loss of the `quantile` forecast, elementwise."""
+    error = y - y_hat_q
+    return torch.maximum(quantile * error, (quantile - 1) * error)
+
+
+def _nanmean(values: torch.Tensor) -> torch.Tensor:
+    return values.nanmean()
+
+
+def mse(y_hat, y):
+    return squared_error(y_hat, y).mean()
+
+
+def mae(y_hat, y):
+    return absolute_error(y_hat, y).mean()
+
+
+def rmse(y_hat, y):
+    return mse(y_hat, y).sqrt()
+
+
+def mape(y_hat, y):
+    return _nanmean(absolute_percentage_error(y_hat, y))
+
+
+def smape(y_hat, y):
+    return symmetric_absolute_percentage_error(y_hat, y).mean()
+
+
+def mase(y_hat, y, history, season: int = 1):
+    return _nanmean(scaled_absolute_error(y_hat, y, history, season))
+
+
+def owa(smape_value: float, mase_value: float, smape_naive2: float, mase_naive2: float) -> float:
+    """Overall weighted average of the M4 competition, relative to Naive2."""
+    return 0.5 * (smape_value / smape_naive2 + mase_value / mase_naive2)
+
+
+class ForecastMetrics(Metric):
+    """Accumulates MSE, MAE, RMSE, MAPE, sMAPE, MASE (and pinball loss and coverage per quantile)
+    over batches, overall and per horizon step.
+
+    update(y_hat [B, H, C], y [B, H, C], history [B, L, C], y_hat_q [B, H, C, Q] or None).
+    """
+
+    full_state_update = False
+
+    def __init__(self, horizon: int, season: int = 1, quantiles: tuple[float, ...] = ()):
+        super().__init__()
+        self.season, self.quantiles = season, tuple(quantiles)
+        for name in ("se", "ae", "ape", "sape", "sae", "count", "ape_count", "sae_count"):
+            self.add_state(name, torch.zeros(horizon, dtype=torch.float64), dist_reduce_fx="sum")
+        n_q = len(self.quantiles)
+        self.add_state("pinball", torch.zeros(n_q, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("covered", torch.zeros(n_q, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, y_hat, y, history, y_hat_q=None) -> None:
+        y_hat, y, history = y_hat.double(), y.double(), history.double()
+        per_step = lambda t: t.sum(dim=(0, 2))  # noqa: E731  [B, H, C] -> [H]
+        ape = absolute_percentage_error(y_hat, y)
+        sae = scaled_absolute_error(y_hat, y, history, self.season)
+        self.se += per_step(squared_error(y_hat, y))
+        self.ae += per_step(absolute_error(y_hat, y))
+        self.ape += per_step(ape.nan_to_num(0.0))
+        self.ape_count += per_step((~ape.isnan()).double())
+        self.sape += per_step(symmetric_absolute_percentage_error(y_hat, y))
+        self.sae += per_step(sae.nan_to_num(0.0))
+        self.sae_count += per_step((~sae.isnan()).double())
+        self.count += per_step(torch.ones_like(y))
+        if y_hat_q is not None:
+            y_hat_q = y_hat_q.double()
+            for i, q in enumerate(self.quantiles):
+                self.pinball[i] += pinball(y_hat_q[..., i], y, q).sum()
+                self.covered[i] += (y <= y_hat_q[..., i]).double().sum()
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        """Overall values under their names; per-step values under `<name>_step` ([H])."""
+        step = {
+            "mse": self.se / self.count,
+            "mae": self.ae / self.count,
+            "mape": self.ape / self.ape_count,
+            "smape": self.sape / self.count,
+            "mase": self.sae / self.sae_count,
+        }
+        step["rmse"] = step["mse"].sqrt()
+        total = self.count.sum()
+        result = {
+            "mse": self.se.sum() / total,
+            "mae": self.ae.sum() / total,
+            "mape": self.ape.sum() / self.ape_count.sum(),
+            "smape": self.sape.sum() / total,
+            "mase": self.sae.sum() / self.sae_count.sum(),
+        }
+        result["rmse"] = result["mse"].sqrt()
+        result.update({f"{name}_step": values for name, values in step.items()})
+        for i, q in enumerate(self.quantiles):
+            label = f"q{round(q * 100):02d}"
+            result[f"pinball_{label}"] = self.pinball[i] / total
+            result[f"coverage_{label}"] = self.covered[i] / total
+        if self.quantiles:
+            result["pinball"] = self.pinball.sum() / (total * len(self.quantiles))
+        return result

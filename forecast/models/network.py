@@ -1,0 +1,188 @@
+"""ForecastNet: the exportable network (pure torch) behind the Forecaster.
+
+[batch, lookback, channels] -> [batch, horizon, channels, quantiles]. The options that make a
+recurrent forecaster competitive on long horizons are switches here:
+
+- RevIN: each window is normalised by its own mean and std and the forecast mapped back, so a
+  level shift between training and test years does not become forecast error.
+- channel independence: every channel is a separate univariate sequence through shared weights.
+- segments (SegRNN): the look-back is cut into `segment_len`-long segments, each embedded into one
+  recurrent step, so the recurrence runs lookback / segment_len steps instead of lookback.
+- decoder `pmf` (SegRNN's parallel multi-step forecasting): every output segment is decoded in one
+  recurrent step from the encoder's final state and a learnt position (and channel) embedding, all
+  in parallel; `direct` maps the last output to every horizon step with one linear layer.
+- highway (LSTNet): a linear map from the look-back to the horizon, added to the recurrent forecast.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from forecast.nn import backbone_output_size, build_backbone
+
+DECODERS = ("direct", "pmf")
+
+
+class RevIN(nn.Module):
+    """Reversible instance normalisation over time, with a learnt per-channel affine map."""
+
+    def __init__(self, n_channels: int, affine: bool = True, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.affine = affine
+        self.weight = nn.Parameter(torch.ones(n_channels)) if affine else None
+        self.bias = nn.Parameter(torch.zeros(n_channels)) if affine else None
+
+    def normalize(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mean = x.mean(dim=1, keepdim=True).detach()  # [B, 1, C]
+        std = torch.sqrt(x.var(dim=1, keepdim=True, unbiased=False) + self.eps).detach()
+        x = (x - mean) / std
+        if self.weight is not None and self.bias is not None:
+            x = x * self.weight + self.bias
+        return x, mean, std
+
+    def denormalize(self, y: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+        # y: [B, H, C, Q]; mean, std: [B, 1, C]
+        if self.weight is not None and self.bias is not None:
+            y = (y - self.bias[:, None]) / (self.weight[:, None] + self.eps * self.eps)
+        return y * std[..., None] + mean[..., None]
+
+
+class ForecastNet(nn.Module):
+    def __init__(
+        self,
+        n_channels: int,
+        lookback: int,
+        horizon: int,
+        cell: str = "lstm",
+        impl: str = "torch",
+        hidden_size: int = 128,
+        num_layers: int = 1,
+        proj_size: int = 0,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        segment_len: int = 1,
+        decoder: str = "direct",
+        embed_size: int | None = None,
+        channel_independent: bool = True,
+        revin: bool = True,
+        highway: bool = True,
+        head_dropout: float = 0.0,
+        n_quantiles: int = 1,
+    ):
+        super().__init__()
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
+        if segment_len < 1 or segment_len > lookback:
+            raise ValueError(f"segment_len must be in 1..lookback ({lookback}), got {segment_len}")
+        self.n_channels, self.lookback, self.horizon = n_channels, lookback, horizon
+        self.segment_len, self.decoder, self.n_quantiles = segment_len, decoder, n_quantiles
+        self.channel_independent = channel_independent
+        self.features = 1 if channel_independent else n_channels  # per unit of the recurrence
+        self.n_in_segments = math.ceil(lookback / segment_len)
+        self.n_out_segments = math.ceil(horizon / segment_len)
+        embed_size = embed_size or hidden_size
+
+        self.revin = RevIN(n_channels) if revin else None
+        self.embed = nn.Sequential(nn.Linear(segment_len * self.features, embed_size), nn.ReLU())
+        self.rnn = build_backbone(
+            cell,
+            impl,
+            input_size=embed_size,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            proj_size=proj_size,
+            dropout=dropout,
+            bidirectional=bidirectional,
+            batch_first=True,
+        )
+        out_size = backbone_output_size(self.rnn)
+        self.head_dropout = nn.Dropout(head_dropout)
+        if decoder == "pmf":
+            channel_size = embed_size // 2 if channel_independent else 0
+            self.position_embedding = nn.Parameter(
+                torch.randn(self.n_out_segments, embed_size - channel_size)
+            )
+            self.channel_embedding = nn.Parameter(torch.randn(n_channels, channel_size))
+            self.head = nn.Linear(out_size, segment_len * self.features * n_quantiles)
+        else:
+            self.head = nn.Linear(out_size, horizon * self.features * n_quantiles)
+        self.highway = nn.Linear(lookback, horizon) if highway else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, lookback, C] (scaled) -> forecast [B, horizon, C, Q]."""
+        batch = x.shape[0]
+        if self.revin is not None:
+            x, mean, std = self.revin.normalize(x)
+        else:
+            mean = std = x.new_zeros(0)
+        units = self._to_units(x)  # [U, lookback, F]
+        y = self._recurrent(units, batch)  # [U, horizon, F, Q]
+        if self.highway is not None:
+            y = y + self.highway(units.transpose(1, 2)).transpose(1, 2)[..., None]
+        y = self._from_units(y, batch)  # [B, horizon, C, Q]
+        if self.revin is not None:
+            y = self.revin.denormalize(y, mean, std)
+        return y
+
+    def _to_units(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.channel_independent:
+            return x
+        return x.transpose(1, 2).reshape(-1, self.lookback, 1)  # [B*C, L, 1]
+
+    def _from_units(self, y: torch.Tensor, batch: int) -> torch.Tensor:
+        if not self.channel_independent:
+            return y
+        # [B*C, H, 1, Q] -> [B, C, H, Q] -> [B, H, C, Q]
+        return y.reshape(batch, self.n_channels, self.horizon, -1).transpose(1, 2)
+
+    def _recurrent(self, units: torch.Tensor, batch: int) -> torch.Tensor:
+        n_units = units.shape[0]
+        pad = self.n_in_segments * self.segment_len - self.lookback
+        if pad:  # repeat the first value so every segment is full
+            units = torch.cat([units[:, :1].expand(-1, pad, -1), units], dim=1)
+        segments = units.reshape(n_units, self.n_in_segments, self.segment_len * self.features)
+        output, state = self.rnn(self.embed(segments))  # [U, N, D]
+        if self.decoder == "direct":
+            y = self.head(self.head_dropout(output[:, -1]))
+            return y.view(n_units, self.horizon, self.features, self.n_quantiles)
+        return self._decode_pmf(state, n_units, batch)
+
+    def _decode_pmf(self, state, n_units: int, batch: int) -> torch.Tensor:
+        m = self.n_out_segments
+        position = self.position_embedding[None].expand(n_units, -1, -1)  # [U, M, E - E_c]
+        if self.channel_independent:
+            channel = self.channel_embedding.repeat(batch, 1)  # [U, E_c], unit = b * C + c
+            channel = channel[:, None].expand(-1, m, -1)
+            position = torch.cat([position, channel], dim=-1)
+        queries = position.reshape(n_units * m, 1, -1)  # [U*M, 1, E]
+        if isinstance(state, tuple):
+            state = tuple(s.repeat_interleave(m, dim=1) for s in state)
+        else:
+            state = state.repeat_interleave(m, dim=1)
+        output, _ = self.rnn(queries, state)  # [U*M, 1, D]
+        y = self.head(self.head_dropout(output[:, 0]))  # [U*M, W*F*Q]
+        y = y.view(n_units, m * self.segment_len, self.features, self.n_quantiles)
+        return y[:, : self.horizon]
+
+
+class ScaledForecastNet(nn.Module):
+    """Raw values in, raw forecasts out: the data scaler around a ForecastNet, for export.
+
+    Returns [B, horizon, C] for a point forecast and [B, horizon, C, Q] for quantiles.
+    """
+
+    def __init__(self, net: ForecastNet, mean: torch.Tensor, scale: torch.Tensor):
+        super().__init__()
+        self.net = net
+        self.point = net.n_quantiles == 1
+        self.register_buffer("mean", mean.detach().clone())
+        self.register_buffer("scale", scale.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.net((x - self.mean) / self.scale)  # [B, H, C, Q]
+        y = y * self.scale[:, None] + self.mean[:, None]
+        return y[..., 0] if self.point else y

@@ -1,0 +1,92 @@
+import itertools
+
+import pytest
+import torch
+
+from forecast.models.network import ForecastNet, RevIN, ScaledForecastNet
+
+CELLS = [("lstm", 0), ("lstmp", 6), ("gru", 0)]
+
+
+def make(cell="lstm", proj_size=0, **kwargs):
+    torch.manual_seed(0)
+    options = dict(hidden_size=12, segment_len=8, decoder="pmf")
+    options.update(kwargs)
+    return ForecastNet(3, 24, 20, cell=cell, proj_size=proj_size, **options).eval()
+
+
+@pytest.mark.parametrize(
+    ("cell", "decoder", "independent", "segment_len", "n_quantiles"),
+    [
+        (cell, decoder, independent, seg, q)
+        for (cell, _), decoder, independent, (seg, q) in itertools.product(
+            CELLS, ["direct", "pmf"], [True, False], [(1, 1), (8, 3), (7, 1)]
+        )
+    ],
+)
+def test_output_shape(cell, decoder, independent, segment_len, n_quantiles):
+    proj = dict(CELLS)[cell]
+    net = make(
+        cell,
+        proj,
+        decoder=decoder,
+        channel_independent=independent,
+        segment_len=segment_len,
+        n_quantiles=n_quantiles,
+    )
+    assert net(torch.randn(5, 24, 3)).shape == (5, 20, 3, n_quantiles)
+
+
+def test_revin_round_trip_is_identity():
+    revin = RevIN(4)
+    with torch.no_grad():
+        revin.weight.uniform_(0.5, 2.0)
+        revin.bias.normal_()
+    x = torch.randn(6, 30, 4, dtype=torch.float64) * 5 + 3
+    revin = revin.double()
+    z, mean, std = revin.normalize(x)
+    assert z.mean(dim=1).sub(revin.bias).abs().max() < 1e-9
+    back = revin.denormalize(z[..., None], mean, std)[..., 0]
+    torch.testing.assert_close(back, x, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_revin_makes_forecasts_shift_and_scale_equivariant(cell):
+    net = make(cell).double()
+    net.revin.eps = 0.0  # the guard against constant windows is what breaks exact scaling
+    x = torch.randn(4, 24, 3, dtype=torch.float64)
+    shift = torch.tensor([10.0, -3.0, 0.5], dtype=torch.float64)
+    torch.testing.assert_close(net(x + shift), net(x) + shift[:, None], rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(net(7 * x), 7 * net(x), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("decoder", ["direct", "pmf"])
+def test_channel_independence_keeps_channels_apart(decoder):
+    x = torch.randn(2, 24, 3)
+    x_changed = x.clone()
+    x_changed[..., 2] += torch.randn(2, 24)
+    independent = make(decoder=decoder, channel_independent=True)
+    assert torch.equal(independent(x)[..., :2, :], independent(x_changed)[..., :2, :])
+    joint = make(decoder=decoder, channel_independent=False)
+    assert not torch.allclose(joint(x)[..., :2, :], joint(x_changed)[..., :2, :])
+
+
+def test_forecast_does_not_depend_on_other_windows_in_the_batch():
+    net = make()
+    x = torch.randn(5, 24, 3)
+    torch.testing.assert_close(net(x)[2:3], net(x[2:3]), rtol=1e-5, atol=1e-6)
+
+
+def test_scaled_net_maps_raw_to_raw():
+    net = make(revin=False)
+    mean, scale = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([2.0, 0.5, 4.0])
+    raw = torch.randn(3, 24, 3) * scale + mean
+    expected = net((raw - mean) / scale)[..., 0] * scale + mean
+    torch.testing.assert_close(ScaledForecastNet(net, mean, scale)(raw), expected)
+
+
+def test_bad_options_are_refused():
+    with pytest.raises(ValueError, match="segment_len must be in 1..lookback"):
+        make(segment_len=25)
+    with pytest.raises(ValueError, match="decoder must be one of"):
+        make(decoder="autoregressive")

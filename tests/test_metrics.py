@@ -1,0 +1,84 @@
+"""Metrics against scikit-learn and hand computation."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import (
+    mean_absolute_error,
+    mean_absolute_percentage_error,
+    mean_squared_error,
+    root_mean_squared_error,
+)
+
+from forecast import metrics as M
+
+
+@pytest.fixture
+def data():
+    g = torch.Generator().manual_seed(0)
+    y = torch.rand(5, 12, 3, generator=g, dtype=torch.float64) + 0.5
+    y_hat = y + 0.3 * torch.randn(5, 12, 3, generator=g, dtype=torch.float64)
+    history = torch.rand(5, 48, 3, generator=g, dtype=torch.float64)
+    return y_hat, y, history
+
+
+def test_point_metrics_match_scikit_learn(data):
+    y_hat, y, _ = data
+    a, b = y.reshape(-1).numpy(), y_hat.reshape(-1).numpy()
+    assert M.mse(y_hat, y).item() == pytest.approx(mean_squared_error(a, b), rel=1e-12)
+    assert M.mae(y_hat, y).item() == pytest.approx(mean_absolute_error(a, b), rel=1e-12)
+    assert M.rmse(y_hat, y).item() == pytest.approx(root_mean_squared_error(a, b), rel=1e-12)
+    assert M.mape(y_hat, y).item() == pytest.approx(
+        100 * mean_absolute_percentage_error(a, b), rel=1e-12
+    )
+
+
+def test_smape_mase_owa_pinball_by_hand():
+    y = torch.tensor([[[2.0], [0.0], [4.0]]])  # [1, 3, 1]
+    y_hat = torch.tensor([[[1.0], [0.0], [5.0]]])
+    # sMAPE terms: 200*1/3, 0 (0/0 counts 0), 200*1/9
+    assert M.smape(y_hat, y).item() == pytest.approx((200 / 3 + 200 / 9) / 3)
+    history = torch.tensor([[[1.0], [3.0], [2.0], [6.0]]])  # lag-2 diffs: |2-1|, |6-3| -> 2
+    assert M.mase(y_hat, y, history, season=2).item() == pytest.approx((1 + 0 + 1) / 3 / 2)
+    # a season not shorter than the history falls back to lag 1: diffs 2, 1, 4 -> 7/3
+    assert M.mase(y_hat, y, history, season=4).item() == pytest.approx((2 / 3) / (7 / 3))
+    assert M.owa(10.0, 1.0, 20.0, 4.0) == pytest.approx(0.5 * (0.5 + 0.25))
+    # pinball: q=0.9, y - y_hat = +1 -> 0.9; 0 -> 0; -1 -> 0.1
+    assert M.pinball(y_hat, y, 0.9).flatten().tolist() == pytest.approx([0.9, 0.0, 0.1])
+
+
+def test_mape_skips_zero_targets_and_mase_constant_history():
+    y = torch.tensor([[[0.0], [2.0]]])
+    y_hat = torch.tensor([[[1.0], [1.0]]])
+    assert M.mape(y_hat, y).item() == pytest.approx(50.0)
+    flat = torch.ones(1, 5, 1)
+    assert torch.isnan(M.mase(y_hat, y, flat))
+
+
+def test_accumulated_metrics_equal_the_whole_batch_definitions(data):
+    y_hat, y, history = data
+    acc = M.ForecastMetrics(horizon=12, season=24, quantiles=(0.1, 0.9))
+    quantile_forecasts = torch.stack([y_hat - 0.2, y_hat + 0.2], dim=-1)
+    for part in (slice(0, 2), slice(2, 5)):  # two batches of unequal size
+        acc.update(y_hat[part], y[part], history[part], quantile_forecasts[part])
+    out = acc.compute()
+    assert out["mse"].item() == pytest.approx(M.mse(y_hat, y).item(), rel=1e-12)
+    assert out["mae"].item() == pytest.approx(M.mae(y_hat, y).item(), rel=1e-12)
+    assert out["rmse"].item() == pytest.approx(M.rmse(y_hat, y).item(), rel=1e-12)
+    assert out["mape"].item() == pytest.approx(M.mape(y_hat, y).item(), rel=1e-12)
+    assert out["smape"].item() == pytest.approx(M.smape(y_hat, y).item(), rel=1e-12)
+    assert out["mase"].item() == pytest.approx(M.mase(y_hat, y, history, 24).item(), rel=1e-12)
+    per_step = ((y_hat - y) ** 2).mean(dim=(0, 2))
+    torch.testing.assert_close(out["mse_step"], per_step)
+    low = M.pinball(quantile_forecasts[..., 0], y, 0.1).mean()
+    assert out["pinball_q10"].item() == pytest.approx(low.item(), rel=1e-12)
+    coverage = (y <= quantile_forecasts[..., 1]).double().mean()
+    assert out["coverage_q90"].item() == pytest.approx(coverage.item())
+    high = M.pinball(quantile_forecasts[..., 1], y, 0.9).mean()
+    assert out["pinball"].item() == pytest.approx(((low + high) / 2).item(), rel=1e-12)
+
+
+def test_seasonal_scale_matches_numpy():
+    history = torch.randn(2, 50, 3, dtype=torch.float64)
+    expected = np.abs(history.numpy()[:, 24:] - history.numpy()[:, :-24]).mean(axis=1)
+    np.testing.assert_allclose(M.seasonal_scale(history, 24)[:, 0].numpy(), expected)
