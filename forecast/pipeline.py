@@ -27,8 +27,11 @@ from forecast.callbacks import RNGStateCheckpoint
 from forecast.export import export_bundle
 
 
-def train(cfg: DictConfig) -> float:
-    """Fit and evaluate the configured model; return the best validation MSE (the objective)."""
+def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> float:
+    """Fit and evaluate the configured model; return the best validation MSE (the objective).
+
+    `callbacks` join the configured ones (a sweep passes its pruning callback here).
+    """
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
@@ -41,7 +44,7 @@ def train(cfg: DictConfig) -> float:
     model.set_scaler(scaler["mean"], scaler["scale"])
     trainer = instantiate(
         cfg.trainer,
-        callbacks=build_callbacks(cfg),
+        callbacks=[*build_callbacks(cfg), *(callbacks or [])],
         logger=instantiate(cfg.logger),
         default_root_dir=str(output_dir),
         enable_progress_bar=sys.stdout.isatty(),
@@ -102,7 +105,8 @@ def per_step_csv(results: dict[str, torch.Tensor]) -> str:
 
 
 def plot_test_windows(model, datamodule, path: Path, n_windows: int = 4) -> None:
-    """History, truth and forecast of a few evenly spaced test windows, last channel."""
+    """History, truth and forecast of a few evenly spaced test windows, last channel, in the
+    original units."""
     from forecast.plots import plot_forecasts
 
     dataset = datamodule.datasets["test"]
@@ -113,13 +117,9 @@ def plot_test_windows(model, datamodule, path: Path, n_windows: int = 4) -> None
     model.eval()
     with torch.no_grad():
         y_hat = model(x)[..., model.median].float().cpu()
-    plot_forecasts(
-        x[..., -1].cpu().numpy(),
-        y[..., -1].numpy(),
-        y_hat[..., -1].numpy(),
-        datamodule.channels[-1],
-        path,
-    )
+    mean, scale = model.scaler_mean[-1].item(), model.scaler_scale[-1].item()
+    original = lambda t: t[..., -1].cpu().numpy() * scale + mean  # noqa: E731
+    plot_forecasts(original(x), original(y), original(y_hat), datamodule.channels[-1], path)
 
 
 def export_meta(cfg: DictConfig, datamodule, model) -> dict:
