@@ -22,6 +22,7 @@ def test_etth1_windows_and_scaling_follow_the_protocol(shared_data):
         "train": 8640 - 192 + 1,
         "val": 2785,
         "test": 2785,
+        "predict": 1,  # the last lookback rows of the file, to forecast what follows it
     }
     raw = pd.read_csv(shared_data / "ETTh1.csv")
     values = raw.drop(columns="date").to_numpy()
