@@ -9,9 +9,9 @@ import pandas as pd
 CALENDAR = {
     "minute": lambda t: t.minute / 59.0,
     "hour": lambda t: t.hour / 23.0,
-    "weekday": lambda t: t.dayofweek / 6.0,
+    "weekday": lambda t: t.day_of_week / 6.0,
     "day": lambda t: (t.day - 1) / 30.0,
-    "dayofyear": lambda t: (t.dayofyear - 1) / 365.0,
+    "dayofyear": lambda t: (t.day_of_year - 1) / 365.0,
     "month": lambda t: (t.month - 1) / 11.0,
 }
 
