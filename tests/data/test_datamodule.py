@@ -95,6 +95,8 @@ def test_long_windows_are_rows_of_the_scaled_series(tmp_path):
     # per series: train = n - 8 rows, so (n - 8) - 12 + 1 windows
     assert len(dm.datasets["train"]) == sum(n - 8 - 11 for n in (40, 30, 25))
     assert [len(dm.datasets[s]) for s in ("val", "test", "predict")] == [3, 3, 3]
+    # one copy of the series: scaled in place, every split a view of the frame's array
+    assert {ds.values.data_ptr() for ds in dm.datasets.values()} == {dm.frame.values.ctypes.data}
     params = dm.series_scaler_params()
     assert params["ids"] == ["s0", "s1", "s2"]
     train = dm.datasets["train"]
