@@ -230,7 +230,7 @@ def _build(
     if id_col is None:
         ids, codes = [Path(path).name.split(".")[0]], np.zeros(len(df), dtype=np.int64)
     else:
-        codes, uniques = pd.factorize(df[id_col].astype(str), sort=False)
+        codes, uniques = pd.factorize(df[id_col], sort=False)  # no string copy per row
         ids, codes = [str(u) for u in uniques], codes.astype(np.int64)
     times, where.is_datetime = _parse_times(where, df[time_col], time_col)
     columns = [*target, *covariates]

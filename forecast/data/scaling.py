@@ -56,8 +56,25 @@ def fit_params(
     if by == "channel":
         mean, scale = fit_affine(kind, parts)
         return mean[None], scale[None]
+    lengths = ends - starts
+    if len(parts) > 1 and lengths.max() * len(parts) <= 2 * lengths.sum():
+        return _fit_side_by_side(kind, parts, int(lengths.max()))
     fitted = [fit_affine(kind, [part]) for part in parts]
     return np.stack([m for m, _ in fitted]), np.stack([s for _, s in fitted])
+
+
+def _fit_side_by_side(kind: str, parts: list[np.ndarray], longest: int):
+    """One scaler over the series as columns, NaN-padded (scikit-learn's scalers skip NaN).
+
+    One fit instead of one per series: 10,000 series take a second, not a minute. Used when
+    the padding costs no more than the rows themselves.
+    """
+    n_channels = parts[0].shape[1]
+    side_by_side = np.full((longest, len(parts), n_channels), np.nan, dtype=np.float32)
+    for s, part in enumerate(parts):
+        side_by_side[: len(part), s] = part
+    mean, scale = fit_affine(kind, [side_by_side.reshape(longest, -1)])  # [S * C]
+    return mean.reshape(len(parts), n_channels), scale.reshape(len(parts), n_channels)
 
 
 def scale_in_place(

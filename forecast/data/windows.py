@@ -55,6 +55,7 @@ class WindowDataset(Dataset):
                 f"no window fits: every series part is shorter than lookback + horizon "
                 f"({lookback} + {horizon})"
             )
+        self.unfolded = _unfold(values, lookback + horizon)  # [N - L - H + 1, C, L + H], a view
 
     def __len__(self) -> int:
         return int(self.ends[-1]) if len(self.ends) else 0
@@ -87,27 +88,38 @@ class WindowDataset(Dataset):
         return item
 
     def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
-        """A batch in one gather per tensor, instead of one view and one stack per window."""
+        """A batch in one gather per tensor, instead of one view and one stack per window.
+
+        Gathering rows of the unfolded view copies each window once and, with one index per
+        window rather than per element, is several times faster than indexing `values`.
+        """
         segment, channel, row = self._locate(np.asarray(indices, dtype=np.int64))
-        span = torch.from_numpy(row)[:, None] + torch.arange(self.lookback + self.horizon)
+        row = torch.from_numpy(row)
         if self.independent:
-            window = self.values[span, torch.from_numpy(channel)[:, None]].unsqueeze(-1)
+            window = self.unfolded[row, torch.from_numpy(channel)].unsqueeze(-1)  # [B, L + H, 1]
         else:
-            window = self.values[span]  # [B, L + H, C]
+            window = self.unfolded[row].transpose(1, 2)  # [B, L + H, C]
         batch = {
-            "x": window[:, : self.lookback],
+            "x": window[:, : self.lookback].contiguous(),
             "series": torch.from_numpy(self.series[segment]),
         }
         if self.horizon:
-            batch["y"] = window[:, self.lookback :]
+            batch["y"] = window[:, self.lookback :].contiguous()
         if self.independent:
             batch["channel"] = torch.from_numpy(channel)
         if self.marks is not None:
-            marks = self.marks[span]  # [B, L + H, F]
-            batch["x_mark"], batch["y_mark"] = marks[:, : self.lookback], marks[:, self.lookback :]
+            marks = _unfold(self.marks, self.lookback + self.horizon)[row].transpose(1, 2)
+            batch["x_mark"] = marks[:, : self.lookback].contiguous()  # [B, L, F]
+            batch["y_mark"] = marks[:, self.lookback :].contiguous()  # [B, H, F]
         if self.covariates is not None:
-            batch["x_cov"] = self.covariates[span[:, : self.lookback]]
+            covariates = _unfold(self.covariates, self.lookback)[row].transpose(1, 2)
+            batch["x_cov"] = covariates.contiguous()  # [B, L, K]
         return batch
+
+
+def _unfold(values: torch.Tensor, size: int) -> torch.Tensor:
+    """[N - size + 1, C, size]: every window of `size` rows, as a view of `values` [N, C]."""
+    return values.unfold(0, size, 1)
 
 
 def collate(batch):
