@@ -32,7 +32,7 @@ class SeriesDataModule(pl.LightningDataModule):
     `short` (error | skip series too short for the split).
     Splits: `borders`, or `val_size`/`test_size` rows at each series' end, or `fractions`.
     Scaling: `scaler` (standard | minmax | robust | none) fitted on training rows, `scale_by`
-    (channel | series). `channels`: joint (all in, all out) or independent (each channel its own
+    (channel | series). `channel_mode`: joint (all in, all out) or independent (each channel its own
     univariate series). `calendar`: features among hour, weekday, day, month, ... as
     `x_mark`/`y_mark`.
     """
@@ -62,7 +62,7 @@ class SeriesDataModule(pl.LightningDataModule):
         test_size: int | None = None,
         scaler: str = "standard",
         scale_by: str = "channel",
-        channels: str = "joint",
+        channel_mode: str = "joint",
         calendar: list[str] | None = None,
         stride: int = 1,
         batch_size: int = 32,
@@ -74,10 +74,14 @@ class SeriesDataModule(pl.LightningDataModule):
         super().__init__()
         if path is None and name is None:
             raise ValueError("give data.path (a file) or data.name (a known data set)")
-        if layout not in LAYOUTS or channels not in CHANNEL_MODES or short not in ("error", "skip"):
+        if (
+            layout not in LAYOUTS
+            or channel_mode not in CHANNEL_MODES
+            or short not in ("error", "skip")
+        ):
             raise ValueError(
-                f"layout must be one of {LAYOUTS}, channels one of {CHANNEL_MODES} and short "
-                f"error or skip; got {layout!r}, {channels!r}, {short!r}"
+                f"layout must be one of {LAYOUTS}, channel_mode one of {CHANNEL_MODES} and short "
+                f"error or skip; got {layout!r}, {channel_mode!r}, {short!r}"
             )
         if target is not None and columns is not None and list(target) != list(columns):
             raise ValueError("data.columns is the older name of data.target: give one of them")
@@ -90,7 +94,7 @@ class SeriesDataModule(pl.LightningDataModule):
         self.split_options = dict(
             borders=borders, fractions=fractions, val_size=val_size, test_size=test_size
         )
-        self.scaler_kind, self.scale_by, self.channel_mode = scaler, scale_by, channels
+        self.scaler_kind, self.scale_by, self.channel_mode = scaler, scale_by, channel_mode
         self.calendar = list(calendar or [])
         self.loader_options = dict(
             batch_size=batch_size,

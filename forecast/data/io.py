@@ -228,16 +228,16 @@ def _build(
     """Validate a wide or long table and lay its series end to end."""
     where = Where(path)
     if id_col is None:
-        ids, codes = [Path(path).name.split(".")[0]], np.zeros(len(df), dtype=np.int64)
+        ids, codes = [Path(path).name.split(".")[0]], np.zeros(len(df), dtype=np.int32)
     else:
         codes, uniques = pd.factorize(df[id_col], sort=False)  # no string copy per row
-        ids, codes = [str(u) for u in uniques], codes.astype(np.int64)
+        ids = [str(u) for u in uniques]
     times, where.is_datetime = _parse_times(where, df[time_col], time_col)
     columns = [*target, *covariates]
     numbers = np.stack([_numeric(where, df[c], c) for c in columns], axis=1)  # [N, C + K]
-    rows = np.arange(len(df))
     codes, times, numbers, rows = group_and_order(where, time_col, ids, codes, times, numbers, sort)
-    offsets = np.flatnonzero(np.diff(codes, prepend=-1, append=-1)).astype(np.int64)
+    starts = np.flatnonzero(codes[1:] != codes[:-1]) + 1  # where a new series begins
+    offsets = np.concatenate([[0], starts, [len(codes)]]).astype(np.int64)
     times, numbers, rows, offsets = regularise(
         where, time_col, ids, times, numbers, rows, offsets, freq, fill
     )

@@ -24,12 +24,22 @@ def fit_affine(kind: str, parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarr
     scaler = SCALERS[kind]()
     if len(parts) == 1:
         scaler.fit(parts[0])
-    elif hasattr(scaler, "partial_fit"):  # many series: no concatenated copy of their rows
-        for part in parts:
-            scaler.partial_fit(part)
+    elif hasattr(scaler, "partial_fit"):  # many series: no copy of all their rows at once
+        for chunk in _chunks(parts):
+            scaler.partial_fit(chunk)
     else:
         scaler.fit(np.concatenate(parts))
     return affine(scaler)
+
+
+def _chunks(parts: list[np.ndarray], rows: int = 1 << 20):
+    """Consecutive parts concatenated into chunks of about `rows` rows: few calls, small copies."""
+    start, size = 0, 0
+    for end, part in enumerate(parts, start=1):
+        size += len(part)
+        if size >= rows or end == len(parts):
+            yield np.concatenate(parts[start:end])
+            start, size = end, 0
 
 
 def affine(scaler) -> tuple[np.ndarray, np.ndarray]:

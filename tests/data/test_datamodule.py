@@ -159,7 +159,7 @@ def test_independent_mode_serves_each_channel_as_a_univariate_series(tmp_path):
     path = long_file(tmp_path, [40, 30], channels=3)
     joint = long_module(path, n_channels=3, scale_by="channel")
     joint.setup("fit")
-    independent = long_module(path, n_channels=3, scale_by="channel", channels="independent")
+    independent = long_module(path, n_channels=3, scale_by="channel", channel_mode="independent")
     independent.setup("fit")
     assert joint.n_channels == 3 and independent.n_channels == 1
     for split in ("train", "val", "test", "predict"):
@@ -242,7 +242,7 @@ def test_etth1_and_csv_configs_build(shared_data, tmp_path):
     etth1.setup("fit")
     assert etth1.n_channels == 1 and len(etth1.datasets["test"]) == 2785
     path = str(long_file(tmp_path, [300, 200]))
-    csv = compose("csv", path=path, layout="long", time_col="ds", lookback=24, horizon=12)
-    csv.target = "y0"
+    options = dict(path=path, layout="long", time_col="ds", target="y0", lookback=24, horizon=12)
+    csv = compose("csv", **options)
     csv.setup("fit")
     assert csv.series_ids == ("s0", "s1") and len(csv.datasets["test"]) > 0

@@ -28,3 +28,13 @@ def test_per_series_params_match_each_series_own_scaler(lengths, kind):
     for s in range(3):
         part = slice(offsets[s], offsets[s + 1])
         np.testing.assert_allclose(values[part] * scale[s] + mean[s], raw[part], atol=1e-3)
+
+
+def test_one_scaler_over_many_series_equals_one_over_their_rows():
+    rng = np.random.default_rng(1)
+    offsets = np.arange(0, 5001, 50)  # 100 series of 50 rows; 30 training rows each
+    values = rng.normal(size=(5000, 2)).astype(np.float32)
+    mean, scale = fit_params("standard", values, offsets[:-1], offsets[:-1] + 30, "channel")
+    train = np.concatenate([values[a : a + 30] for a in offsets[:-1]]).astype(np.float64)
+    np.testing.assert_allclose(mean[0], train.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(scale[0], train.std(0), rtol=1e-5)
