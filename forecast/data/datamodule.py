@@ -161,24 +161,26 @@ class SeriesDataModule(pl.LightningDataModule):
             options["val_size"] = options["val_size"] or self.horizon
         starts, ends = split_arrays(frame.lengths, self.lookback, **options)
         need = self.lookback + self.horizon
-        sizes = {s: ends[s] - np.maximum(starts[s], 0) for s in SPLITS}
-        too_short = np.zeros(frame.n_series, dtype=bool)
-        for split in SPLITS:
-            too_short |= (sizes[split] < need) | (starts[split] < 0)
-            too_short |= ends[split] > frame.lengths
+        # a part that starts before its series or ends after it is short of rows as well
+        bad = {
+            s: (ends[s] - starts[s] < need) | (starts[s] < 0) | (ends[s] > frame.lengths)
+            for s in SPLITS
+        }
+        too_short = bad["train"] | bad["val"] | bad["test"]
         if too_short.any():
-            self._refuse_or_skip(frame, too_short, starts, ends, sizes, need)
+            self._refuse_or_skip(frame, too_short, bad, starts, ends, need)
         kept = np.flatnonzero(~too_short)
         return kept, {s: a[kept] for s, a in starts.items()}, {s: a[kept] for s, a in ends.items()}
 
-    def _refuse_or_skip(self, frame, too_short, starts, ends, sizes, need) -> None:
+    def _refuse_or_skip(self, frame, too_short, bad, starts, ends, need) -> None:
         s = int(np.argmax(too_short))
-        split = next(p for p in SPLITS if sizes[p][s] < need or starts[p][s] < 0)
+        split = next(p for p in SPLITS if bad[p][s])
+        start, end = starts[split][s], ends[split][s]
+        rows = min(end, frame.lengths[s]) - max(start, 0)
         message = (
             f"{frame.path}: series {frame.ids[s]!r} ({frame.lengths[s]} rows): the {split} part "
-            f"(rows {starts[split][s]}..{ends[split][s]}) has {sizes[split][s]} rows, fewer than "
-            f"lookback + horizon = {need}; shorten lookback or horizon, or give more rows to "
-            f"{split}"
+            f"(rows {start}..{end}) has {rows} rows, where it needs lookback + horizon = {need} "
+            f"within the series; shorten lookback or horizon, or give more rows to {split}"
         )
         if self.short == "error" or too_short.all():
             fix = "" if frame.n_series == 1 else ", or set data.short=skip to leave such series out"

@@ -58,6 +58,9 @@ def test_a_split_too_short_for_a_window_names_the_file(tmp_path):
     dm = WideDataModule(path=str(path), lookback=24, horizon=12, fractions=[0.7, 0.1, 0.2])
     with pytest.raises(DataError, match=r"short\.csv.*the val part .*lookback \+ horizon = 36"):
         dm.setup("fit")
+    beyond = WideDataModule(path=str(path), lookback=24, horizon=12, borders=[60, 80, 120])
+    with pytest.raises(DataError, match=r"the test part \(rows 56\.\.120\) has 44 rows"):
+        beyond.setup("fit")
 
 
 def long_file(tmp_path, lengths, channels=1, name="long.csv") -> Path:
