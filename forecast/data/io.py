@@ -146,15 +146,14 @@ def read_rows(
     `test_path`, a file of the same layout holding each series' held-out continuation, is
     appended to its series; `Frame.holdout` says how many rows it added to each.
     """
-    ids, block, lengths = _read_ragged(str(path), id_col, format, fill)
-    parts = [block[s, : lengths[s]] for s in range(len(ids))]  # each [T_s]
+    ids, parts = _read_ragged(str(path), id_col, format, fill)  # each part [T_s]
     holdout = 0
     if test_path is not None:
-        test_ids, test_block, test_lengths = _read_ragged(str(test_path), id_col, format, fill)
-        holdout = _check_test_part(str(test_path), ids, test_ids, test_lengths)
+        test_ids, test_parts = _read_ragged(str(test_path), id_col, format, fill)
+        holdout = _check_test_part(str(test_path), ids, test_ids, test_parts)
         test_rows = pd.Index(test_ids).get_indexer(ids)
         parts = [
-            np.concatenate([part, test_block[row, :holdout]])
+            np.concatenate([part, test_parts[row]])
             for part, row in zip(parts, test_rows, strict=True)
         ]
     lengths = np.array([len(p) for p in parts], dtype=np.int64)
@@ -167,8 +166,8 @@ def read_rows(
 
 def _read_ragged(
     path: str, id_col: str | None, format: str | None, fill: str
-) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Ids [S], each row's values [S, W] float64 (interior gaps filled) and lengths [S]."""
+) -> tuple[list[str], list[np.ndarray]]:
+    """Ids [S] and each row's values [T_s] float64, padding trimmed and interior gaps filled."""
     df = read_table(path, format)
     id_col = id_col or df.columns[0]
     _require_columns(path, df, [id_col])
@@ -190,14 +189,14 @@ def _read_ragged(
         return f"column {value_cols[i - offsets[s]]!r}, {where.row(s)} (series {ids[s]!r})"
 
     flat = fill_missing(path, flat, offsets, fill, locate)
-    for s in range(len(ids)):
-        block[s, : lengths[s]] = flat[offsets[s] : offsets[s + 1], 0]
-    return ids, block, lengths
+    return ids, np.split(flat[:, 0], offsets[1:-1])
 
 
 def _check_test_part(
-    path: str, ids: list[str], test_ids: list[str], test_lengths: np.ndarray
+    path: str, ids: list[str], test_ids: list[str], test_parts: list[np.ndarray]
 ) -> int:
+    """The horizon: every series has a test part, all of one length."""
+    test_lengths = np.array([len(part) for part in test_parts])
     missing = sorted(set(ids) - set(test_ids))
     extra = sorted(set(test_ids) - set(ids))
     if missing or extra:
