@@ -67,11 +67,12 @@ def _index_type(n: int) -> type:
 
 def regularise(where, time_col, ids, times, numbers, rows, offsets, freq, fill):
     """Refuse off-grid times; refuse gaps, or (fill != error) add their rows as NaN to be filled."""
-    inner = np.ones(max(len(times) - 1, 0), dtype=bool)  # steps within a series, not across
-    inner[offsets[1:-1] - 1] = False
-    steps = np.diff(times)
-    step = _step(where, time_col, steps[inner], freq)
-    off_grid = inner & (steps % step != 0)
+    steps = np.diff(times)  # [N - 1]; a step across two series is no step: marked 0
+    steps[offsets[1:-1] - 1] = 0
+    step = _step(where, time_col, steps, freq)
+    if np.all((steps == step) | (steps == 0)):  # the usual case, settled in one pass
+        return times, numbers, rows, offsets
+    off_grid = steps % step != 0
     if off_grid.any():
         i = int(np.argmax(off_grid)) + 1
         raise DataError(
@@ -80,9 +81,7 @@ def regularise(where, time_col, ids, times, numbers, rows, offsets, freq, fill):
             f"number of steps ({_span(where, step)}) after {_time(where, times[i - 1])}; "
             f"resample the file to a regular step, or set data.freq to its step"
         )
-    gaps = inner & (steps > step)
-    if not gaps.any():
-        return times, numbers, rows, offsets
+    gaps = steps > step
     if fill == "error":
         i = int(np.argmax(gaps)) + 1
         raise DataError(
@@ -165,15 +164,16 @@ def _fill_series(numbers, offsets, bad_rows, fill) -> None:
         numbers[offsets[s] : offsets[s + 1]] = part.to_numpy()
 
 
-def _step(where, time_col, inner_steps, freq) -> int:
-    """The series' regular step: `freq` when given, else the most common step in the file."""
+def _step(where, time_col, steps, freq) -> int:
+    """The regular step: `freq` when given, else the most common step (0s are not steps)."""
     if freq is not None:
         return _freq_step(where, time_col, freq)
-    if len(inner_steps) == 0:
+    if not np.any(steps > 0):  # no series has two rows
         return 1
-    if np.all(inner_steps == inner_steps[0]):
-        return int(inner_steps[0])
-    values, counts = np.unique(inner_steps, return_counts=True)
+    first = np.argmax(steps > 0)
+    if np.all((steps == steps[first]) | (steps == 0)):
+        return int(steps[first])
+    values, counts = np.unique(steps[steps > 0], return_counts=True)
     return int(values[np.argmax(counts)])
 
 
