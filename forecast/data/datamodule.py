@@ -34,7 +34,7 @@ class SeriesDataModule(pl.LightningDataModule):
     Scaling: `scaler` (standard | minmax | robust | none) fitted on training rows, `scale_by`
     (channel | series). `channel_mode`: joint (all in, all out) or independent (each channel its own
     univariate series). `calendar`: features among hour, weekday, day, month, ... as
-    `x_mark`/`y_mark`.
+    `x_mark`/`y_mark`. `stride` thins training windows; val, test and predict use every window.
     """
 
     def __init__(
