@@ -15,7 +15,7 @@ from forecast.data.fetch import dataset_path
 from forecast.data.io import Frame, read_long, read_rows, read_wide
 from forecast.data.scaling import fit_params, scale_in_place
 from forecast.data.splits import SPLITS, split_arrays
-from forecast.data.windows import WindowDataset, collate
+from forecast.data.windows import RandomWindows, WindowDataset, collate
 
 LAYOUTS = ("wide", "long", "rows")
 CHANNEL_MODES = ("joint", "independent")
@@ -238,10 +238,11 @@ class SeriesDataModule(pl.LightningDataModule):
     def _loader(self, split: str) -> DataLoader:
         options = self.loader_options
         train = split == "train"
+        dataset = self.datasets[split]
         return DataLoader(
-            self.datasets[split],
+            dataset,
             batch_size=options["batch_size" if train else "eval_batch_size"],
-            shuffle=train,
+            sampler=RandomWindows(len(dataset)) if train else None,  # shuffle only training
             num_workers=options["num_workers"],
             pin_memory=options["pin_memory"],
             persistent_workers=options["persistent_workers"],

@@ -6,9 +6,10 @@ import pytest
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-from torch.utils.data import RandomSampler, SequentialSampler
+from torch.utils.data import SequentialSampler
 
 from forecast.data import DataError, SeriesDataModule, WideDataModule, split_bounds
+from forecast.data.windows import RandomWindows
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "data"
 
@@ -199,7 +200,12 @@ def test_loaders_shuffle_only_training_and_batch_like_single_items(tmp_path):
     dm = long_module(long_file(tmp_path, [40, 30]), batch_size=5, eval_batch_size=7)
     dm.setup("fit")
     train = dm.train_dataloader()
-    assert isinstance(train.sampler, RandomSampler) and train.batch_size == 5
+    assert isinstance(train.sampler, RandomWindows) and train.batch_size == 5
+    torch.manual_seed(0)
+    first = [int(k) for batch in train for k in batch["series"]]
+    torch.manual_seed(0)
+    assert [int(k) for batch in train for k in batch["series"]] == first  # seeded by torch
+    assert len(first) == len(dm.datasets["train"])
     for loader in (dm.val_dataloader(), dm.test_dataloader(), dm.predict_dataloader()):
         assert isinstance(loader.sampler, SequentialSampler) and loader.batch_size == 7
     batch = next(iter(dm.val_dataloader()))

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from forecast.data import WindowDataset
+from forecast.data.windows import RandomWindows
 
 
 def test_window_k_is_rows_k_to_k_plus_lookback_and_target_the_next_horizon():
@@ -103,3 +104,12 @@ def test_windows_over_ten_million_values_allocate_no_more_than_the_data():
     storage = values.untyped_storage().data_ptr()
     assert all(item["x"].untyped_storage().data_ptr() == storage for item in items)
     assert all(item["y"].untyped_storage().data_ptr() == storage for item in items)
+
+
+def test_random_windows_draw_each_index_once_per_epoch():
+    sampler = RandomWindows(100_003, chunk=1_000)
+    torch.manual_seed(1)
+    epoch = list(sampler)
+    assert sorted(epoch) == list(range(100_003)) and epoch != sorted(epoch)
+    torch.manual_seed(1)
+    assert list(sampler) == epoch
