@@ -1,6 +1,8 @@
-"""LightningDataModule: read a wide file, split it by time, scale on training rows, window."""
+"""LightningDataModule: read one file of one or many series, split by time, scale, window."""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pytorch_lightning as pl
@@ -8,132 +10,257 @@ import torch
 from torch.utils.data import DataLoader
 
 from forecast.data.errors import DataError
+from forecast.data.features import calendar_features
 from forecast.data.fetch import dataset_path
-from forecast.data.io import read_wide
-from forecast.data.scaling import fit_scaler, transform
-from forecast.data.windows import WindowDataset
+from forecast.data.io import Frame, read_long, read_rows, read_wide
+from forecast.data.scaling import fit_params, scale_in_place
+from forecast.data.splits import SPLITS, split_arrays
+from forecast.data.windows import RandomWindows, WindowDataset, collate
 
-SPLITS = ("train", "val", "test")
-
-
-def split_bounds(
-    n_rows: int,
-    lookback: int,
-    borders: list[int] | None = None,
-    fractions: list[float] | None = None,
-) -> dict[str, tuple[int, int]]:
-    """Row ranges [start, end) of each split; val and test reach back `lookback` rows.
-
-    `borders` are the ends of train, val and test (the ETT protocol); otherwise `fractions`
-    (train, val, test) of the rows, test taken from the end, as the papers do.
-    """
-    if borders is None:
-        train_frac, _, test_frac = fractions or (0.7, 0.1, 0.2)
-        n_train, n_test = int(n_rows * train_frac), int(n_rows * test_frac)
-        borders = [n_train, n_rows - n_test, n_rows]
-    train_end, val_end, test_end = borders
-    if not 0 < train_end < val_end < test_end <= n_rows:
-        raise ValueError(f"borders {borders} do not fit a series of {n_rows} rows")
-    return {
-        "train": (0, train_end),
-        "val": (train_end - lookback, val_end),
-        "test": (val_end - lookback, test_end),
-    }
+LAYOUTS = ("wide", "long", "rows")
+CHANNEL_MODES = ("joint", "independent")
 
 
-class WideDataModule(pl.LightningDataModule):
-    """Windows of one wide file (all channels in, all channels out).
+class SeriesDataModule(pl.LightningDataModule):
+    """Train, val, test and predict windows of one wide, long or row-per-series file.
 
-    `path=None` with a known `name` (e.g. `ETTh1.csv`) uses the built-in copy or fetches it.
+    Data: `path` (or `name`, a known data set fetched by `forecast.data.dataset_path`), its
+    `layout` (wide | long | rows) and `format` (csv | parquet, default by suffix), the column
+    names (`time_col`, `id_col`, `target`, `covariates`), and for `rows` a `test_path`/`test_name`
+    with each series' held-out continuation (it becomes the test targets).
+    Checks: `freq` (default: inferred), `fill` (error | ffill | interpolate | zero), `sort`,
+    `short` (error | skip series too short for the split).
+    Splits: `borders`, or `val_size`/`test_size` rows at each series' end, or `fractions`.
+    Scaling: `scaler` (standard | minmax | robust | none) fitted on training rows, `scale_by`
+    (channel | series). `channel_mode`: joint (all in, all out) or independent (each channel its own
+    univariate series). `calendar`: features among hour, weekday, day, month, ... as
+    `x_mark`/`y_mark`. `stride` thins training windows; val, test and predict use every window.
     """
 
     def __init__(
         self,
         path: str | None = None,
         name: str | None = None,
+        layout: str = "wide",
+        format: str | None = None,
         time_col: str = "date",
+        id_col: str = "unique_id",
+        target: str | list[str] | None = None,
         columns: list[str] | None = None,
+        covariates: list[str] | None = None,
+        test_path: str | None = None,
+        test_name: str | None = None,
+        freq: str | int | None = None,
+        fill: str = "error",
+        sort: bool = False,
+        short: str = "error",
         lookback: int = 96,
         horizon: int = 96,
         borders: list[int] | None = None,
         fractions: list[float] | None = None,
+        val_size: int | None = None,
+        test_size: int | None = None,
         scaler: str = "standard",
+        scale_by: str = "channel",
+        channel_mode: str = "joint",
+        calendar: list[str] | None = None,
         stride: int = 1,
         batch_size: int = 32,
         eval_batch_size: int = 256,
         num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = True,
     ):
         super().__init__()
         if path is None and name is None:
-            raise ValueError("give data.path (a CSV file) or data.name (a known data set)")
-        self.path, self.name = path, name
-        self.time_col, self.columns = time_col, columns
+            raise ValueError("give data.path (a file) or data.name (a known data set)")
+        if (
+            layout not in LAYOUTS
+            or channel_mode not in CHANNEL_MODES
+            or short not in ("error", "skip")
+        ):
+            raise ValueError(
+                f"layout must be one of {LAYOUTS}, channel_mode one of {CHANNEL_MODES} and short "
+                f"error or skip; got {layout!r}, {channel_mode!r}, {short!r}"
+            )
+        if target is not None and columns is not None and list(target) != list(columns):
+            raise ValueError("data.columns is the older name of data.target: give one of them")
+        self.path, self.name, self.layout, self.format = path, name, layout, format
+        self.time_col, self.id_col = time_col, id_col
+        self.target, self.covariates = target if target is not None else columns, covariates
+        self.test_path, self.test_name = test_path, test_name
+        self.freq, self.fill, self.sort, self.short = freq, fill, sort, short
         self.lookback, self.horizon, self.stride = lookback, horizon, stride
-        self.borders, self.fractions, self.scaler_kind = borders, fractions, scaler
-        self.batch_size, self.eval_batch_size, self.num_workers = (
-            batch_size,
-            eval_batch_size,
-            num_workers,
+        self.split_options = dict(
+            borders=borders, fractions=fractions, val_size=val_size, test_size=test_size
         )
-        self.frame = self.scaler = None
+        self.scaler_kind, self.scale_by, self.channel_mode = scaler, scale_by, channel_mode
+        self.calendar = list(calendar or [])
+        self.loader_options = dict(
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            persistent_workers=persistent_workers and num_workers > 0,
+        )
+        self.frame: Frame | None = None
+        self.mean = self.scale = None  # [G, C]: G = 1, or one row per series (scale_by=series)
+        # per covariate column, in the form of scaler_params()
+        self.covariate_params: dict[str, list[float]] = {}
         self.datasets: dict[str, WindowDataset] = {}
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        path = self.path if self.path is not None else dataset_path(self.name)
-        self.frame = read_wide(path, self.time_col, self.columns)
-        bounds = split_bounds(len(self.frame.values), self.lookback, self.borders, self.fractions)
-        train_start, train_end = bounds["train"]
-        self.scaler = fit_scaler(self.scaler_kind, self.frame.values[train_start:train_end])
-        series = torch.from_numpy(transform(self.scaler, self.frame.values))  # [T, C]
-        for split, (start, end) in bounds.items():
-            if end - start < self.lookback + self.horizon:
-                raise DataError(
-                    f"{path}: the {split} part (rows {start}..{end}) has {end - start} rows, fewer "
-                    f"than lookback + horizon = {self.lookback + self.horizon}; shorten them or "
-                    f"give more rows to {split}"
-                )
+        self.frame = frame = self._read()
+        kept, starts, ends = self._split(frame)
+        base = frame.offsets[kept]
+        self.mean, self.scale = fit_params(
+            self.scaler_kind, frame.values, base, base + ends["train"], self.scale_by
+        )
+        scale_in_place(frame.values, base, frame.offsets[kept + 1], self.mean, self.scale)
+        covariates = self._scaled_covariates(frame, base, ends["train"])
+        marks = calendar_features(frame.times, self.calendar) if self.calendar else None
+        values = torch.from_numpy(frame.values)  # [N, C], shares memory with the frame
+        common = dict(
+            series=kept,
+            independent=self.channel_mode == "independent",
+            marks=None if marks is None else torch.from_numpy(marks),
+            covariates=covariates,
+        )
+        for split in SPLITS:
+            segments = np.stack([base + starts[split], base + ends[split]], axis=1)  # [S, 2]
             stride = self.stride if split == "train" else 1
             self.datasets[split] = WindowDataset(
-                series[start:end], self.lookback, self.horizon, stride
+                values, self.lookback, self.horizon, stride, segments=segments, **common
             )
+        known_end = frame.offsets[kept + 1] - frame.holdout  # forecast from the last known rows
+        segments = np.stack([known_end - self.lookback, known_end], axis=1)
+        self.datasets["predict"] = WindowDataset(
+            values, self.lookback, 0, segments=segments, **common
+        )
+
+    def _read(self) -> Frame:
+        path = self.path if self.path is not None else dataset_path(self.name)
+        options = dict(format=self.format, fill=self.fill)
+        if self.layout == "rows":
+            test = self.test_path
+            if test is None and self.test_name is not None:
+                test = dataset_path(self.test_name)
+            return read_rows(path, None, test_path=test, **options)
+        options.update(freq=self.freq, sort=self.sort, covariates=self.covariates)
+        if self.layout == "long":
+            return read_long(path, self.id_col, self.time_col, self.target or "y", **options)
+        return read_wide(path, self.time_col, self.target, **options)
+
+    def _split(self, frame: Frame):
+        """Kept series [S'] and their split starts and ends (relative to each series)."""
+        options = dict(self.split_options)
+        if frame.holdout:  # the test file's rows are the test targets, and nothing else is
+            options.update(borders=None, test_size=frame.holdout)
+            options["val_size"] = options["val_size"] or self.horizon
+        starts, ends = split_arrays(frame.lengths, self.lookback, **options)
+        need = self.lookback + self.horizon
+        # a part that starts before its series or ends after it is short of rows as well
+        bad = {
+            s: (ends[s] - starts[s] < need) | (starts[s] < 0) | (ends[s] > frame.lengths)
+            for s in SPLITS
+        }
+        too_short = bad["train"] | bad["val"] | bad["test"]
+        if too_short.any():
+            self._refuse_or_skip(frame, too_short, bad, starts, ends, need)
+        kept = np.flatnonzero(~too_short)
+        return kept, {s: a[kept] for s, a in starts.items()}, {s: a[kept] for s, a in ends.items()}
+
+    def _refuse_or_skip(self, frame, too_short, bad, starts, ends, need) -> None:
+        s = int(np.argmax(too_short))
+        split = next(p for p in SPLITS if bad[p][s])
+        start, end = starts[split][s], ends[split][s]
+        rows = min(end, frame.lengths[s]) - max(start, 0)
+        message = (
+            f"{frame.path}: series {frame.ids[s]!r} ({frame.lengths[s]} rows): the {split} part "
+            f"(rows {start}..{end}) has {rows} rows, where it needs lookback + horizon = {need} "
+            f"within the series; shorten lookback or horizon, or give more rows to {split}"
+        )
+        if self.short == "error" or too_short.all():
+            fix = "" if frame.n_series == 1 else ", or set data.short=skip to leave such series out"
+            raise DataError(message + fix)
+        warnings.warn(
+            f"{frame.path}: skipped {int(too_short.sum())} of {frame.n_series} series too short "
+            f"for lookback + horizon and the split (data.short=skip); the first: {message}",
+            UserWarning,
+            stacklevel=3,
+        )
+
+    def _scaled_covariates(self, frame: Frame, base, train_ends) -> torch.Tensor | None:
+        """Past covariates [N, K], scaled per column on the training rows, or None."""
+        if not frame.covariate_names:
+            return None
+        extra = frame.covariates
+        mean, scale = fit_params(self.scaler_kind, extra, base, base + train_ends, "channel")
+        scale_in_place(extra, frame.offsets[:-1], frame.offsets[1:], mean, scale)
+        self.covariate_params = {"mean": mean[0].tolist(), "scale": scale[0].tolist()}
+        return torch.from_numpy(extra)
 
     @property
     def n_channels(self) -> int:
-        return len(self.frame.channels)
+        """Channels the model sees: all of them (joint), or 1 (independent)."""
+        return 1 if self.channel_mode == "independent" else len(self.frame.channels)
 
     @property
     def channels(self) -> tuple[str, ...]:
+        """Names of the file's channels (in independent mode, a batch's `channel` indexes them)."""
         return self.frame.channels
 
-    def scaler_params(self) -> dict[str, list[float]]:
-        """Per-channel mean and scale of the fitted scaler (identity for `none`)."""
-        if self.scaler is None:
-            n = self.n_channels
-            return {"mean": [0.0] * n, "scale": [1.0] * n}
-        if hasattr(self.scaler, "mean_"):
-            mean, scale = self.scaler.mean_, self.scaler.scale_
-        elif hasattr(self.scaler, "center_"):
-            mean, scale = self.scaler.center_, self.scaler.scale_
-        else:  # MinMaxScaler: x * scale_ + min_
-            mean, scale = -self.scaler.min_ / self.scaler.scale_, 1.0 / self.scaler.scale_
-        return {"mean": np.asarray(mean).tolist(), "scale": np.asarray(scale).tolist()}
+    @property
+    def series_ids(self) -> tuple[str, ...]:
+        """Names of the series; a batch's `series` indexes them."""
+        return self.frame.ids
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def scaler_params(self) -> dict[str, list[float]]:
+        """Per-channel mean and scale [C]: raw = scaled * scale + mean (not for per-series)."""
+        if len(self.mean) != 1:
+            raise ValueError(
+                "each series has its own scaler (scale_by=series): use series_scaler_params()"
+            )
+        return {"mean": self.mean[0].tolist(), "scale": self.scale[0].tolist()}
+
+    def series_scaler_params(self) -> dict[str, list]:
+        """Mean and scale per series: {"ids": [S'], "mean": [S'][C], "scale": [S'][C]}."""
+        kept = self.datasets["train"].series
+        rows = np.arange(len(kept)) if len(self.mean) > 1 else np.zeros(len(kept), int)
+        return {
+            "ids": [self.frame.ids[s] for s in kept],
+            "mean": self.mean[rows].tolist(),
+            "scale": self.scale[rows].tolist(),
+        }
+
+    def _loader(self, split: str) -> DataLoader:
+        options = self.loader_options
+        train = split == "train"
+        dataset = self.datasets[split]
         return DataLoader(
-            self.datasets[split],
-            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            dataset,
+            batch_size=options["batch_size" if train else "eval_batch_size"],
+            sampler=RandomWindows(len(dataset)) if train else None,  # shuffle only training
+            num_workers=options["num_workers"],
+            pin_memory=options["pin_memory"],
+            persistent_workers=options["persistent_workers"],
+            collate_fn=collate,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        return self._loader("train")
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict")
+
+
+# The walking skeleton's name; its configs and code keep working (layout defaults to wide).
+WideDataModule = SeriesDataModule

@@ -1,4 +1,14 @@
-"""Read wide CSV files (a time column, one column per channel) into one canonical form."""
+"""Read wide, long and one-series-per-row files (CSV or Parquet) into one canonical `Frame`.
+
+Layouts:
+- wide: a time column and one column per channel (ETT style): one series.
+- long: a series id, a time and value column(s), the `unique_id, ds, y` convention: many series.
+- rows: one series per row, an id then its values, rows ragged (M4 style): integer time index.
+
+Every check refuses with `DataError`, naming the file, the column, the first offending row (or
+series) and the fix. Rows are counted as data rows from 1 (the header is not a data row); for a
+CSV file the line of the file is given as well.
+"""
 
 from __future__ import annotations
 
@@ -10,34 +20,250 @@ import numpy as np
 import pandas as pd
 
 from forecast.data.errors import DataError
+from forecast.data.validate import fill_missing, group_and_order, regularise
+
+try:
+    import pyarrow
+except ImportError:  # pragma: no cover - pyarrow comes with pandas' Parquet support
+    pyarrow = None
+# Arrow's CSV reader is several times faster than pandas' C engine on large files.
+CSV_ENGINE = "c" if pyarrow is None else "pyarrow"
 
 
 @dataclass(frozen=True)
 class Frame:
-    """One multichannel series: `values[t, c]` observed at `times[t]`."""
+    """Many series of the same channels, stored end to end in one contiguous array.
+
+    Series s is rows `offsets[s]:offsets[s + 1]` of `values`, `times` and `covariates`; a wide
+    file is one series. The last `holdout` rows of every series came from a separate test file.
+    """
 
     path: str
-    times: pd.DatetimeIndex  # [T]
-    values: np.ndarray  # [T, C] float32
-    channels: tuple[str, ...]
+    ids: tuple[str, ...]  # [S]
+    offsets: np.ndarray  # [S + 1] int64
+    times: np.ndarray  # [N] datetime64[ns], or int64 steps when the file has no timestamps
+    values: np.ndarray  # [N, C] float32, C-contiguous
+    channels: tuple[str, ...]  # [C]
+    covariates: np.ndarray  # [N, K] float32 past covariates (K may be 0)
+    covariate_names: tuple[str, ...] = ()  # [K]
+    holdout: int = 0
+
+    @property
+    def n_series(self) -> int:
+        return len(self.ids)
+
+    @property
+    def lengths(self) -> np.ndarray:  # [S]
+        return np.diff(self.offsets)
 
 
-def read_wide(path: str | Path, time_col: str = "date", columns: list[str] | None = None) -> Frame:
-    """Read a wide file; `columns` picks the channels (default: every column but the time)."""
+@dataclass
+class Where:
+    """Says where a data row is, in the words a person needs to find it in the file."""
+
+    path: str
+    is_datetime: bool = True  # how to print a time: a timestamp or an integer step
+
+    @property
+    def is_csv(self) -> bool:
+        return not self.path.endswith((".parquet", ".pq"))
+
+    def row(self, row: int) -> str:
+        if self.is_csv:
+            return f"data row {row + 1} (line {row + 2} of the file)"
+        return f"data row {row + 1}"
+
+
+def read_table(path: str | Path, format: str | None = None) -> pd.DataFrame:
+    """The whole file as a DataFrame; `format` is `csv` or `parquet` (default: by suffix)."""
     path = str(path)
+    fmt = format or ("parquet" if path.endswith((".parquet", ".pq")) else "csv")
+    if fmt not in ("csv", "parquet"):
+        raise DataError(f"{path}: format must be 'csv' or 'parquet', got {fmt!r}")
     try:
-        df = pd.read_csv(path)
+        if fmt == "parquet":
+            df = pd.read_parquet(path)
+        else:
+            df = pd.read_csv(path, engine=CSV_ENGINE)
     except pd.errors.EmptyDataError as err:
         raise DataError(f"{path}: the file is empty; expected a header row and data rows") from err
     except FileNotFoundError as err:
         raise DataError(f"{path}: no such file; check data.path") from err
+    _release_arrow_memory()
     if df.empty:
         raise DataError(f"{path}: the file has a header but no data rows")
-    _require_columns(path, df, [time_col, *(columns or [])])
-    channels = columns or [c for c in df.columns if c != time_col]
-    times = _parse_times(path, df[time_col], time_col)
-    values = np.stack([_numeric(path, df[c], c) for c in channels], axis=1)
-    return Frame(path, pd.DatetimeIndex(times), values.astype(np.float32), tuple(channels))
+    df.columns = [str(c) for c in df.columns]
+    return df
+
+
+def _release_arrow_memory() -> None:
+    """Give back the memory Arrow kept from decoding: it would sit under every later peak."""
+    if pyarrow is not None:
+        pyarrow.default_memory_pool().release_unused()
+
+
+def read_wide(
+    path: str | Path,
+    time_col: str = "date",
+    target: str | list[str] | None = None,
+    covariates: list[str] | None = None,
+    *,
+    format: str | None = None,
+    freq: str | int | None = None,
+    fill: str = "error",
+    sort: bool = False,
+) -> Frame:
+    """One series; `target` picks the channels (default: every column but time and covariates)."""
+    df = read_table(path, format)
+    covariates = list(covariates or [])
+    target = _as_list(target) or [c for c in df.columns if c not in (time_col, *covariates)]
+    _require_columns(str(path), df, [time_col, *target, *covariates])
+    return _build(str(path), df, None, time_col, target, covariates, freq, fill, sort)
+
+
+def read_long(
+    path: str | Path,
+    id_col: str = "unique_id",
+    time_col: str = "ds",
+    target: str | list[str] | None = "y",
+    covariates: list[str] | None = None,
+    *,
+    format: str | None = None,
+    freq: str | int | None = None,
+    fill: str = "error",
+    sort: bool = False,
+) -> Frame:
+    """Many series, one row per (series, time); rows of a series need not be adjacent."""
+    df = read_table(path, format)
+    target, covariates = _as_list(target or "y"), list(covariates or [])
+    _require_columns(str(path), df, [id_col, time_col, *target, *covariates])
+    return _build(str(path), df, id_col, time_col, target, covariates, freq, fill, sort)
+
+
+def read_rows(
+    path: str | Path,
+    id_col: str | None = None,
+    *,
+    test_path: str | Path | None = None,
+    format: str | None = None,
+    fill: str = "error",
+) -> Frame:
+    """One series per row (M4 style): an id column, then values; empty trailing cells pad.
+
+    `test_path`, a file of the same layout holding each series' held-out continuation, is
+    appended to its series; `Frame.holdout` says how many rows it added to each.
+    """
+    ids, parts = _read_ragged(str(path), id_col, format, fill)  # each part [T_s]
+    holdout = 0
+    if test_path is not None:
+        test_ids, test_parts = _read_ragged(str(test_path), id_col, format, fill)
+        holdout = _check_test_part(str(test_path), ids, test_ids, test_parts)
+        test_rows = pd.Index(test_ids).get_indexer(ids)
+        parts = [
+            np.concatenate([part, test_parts[row]])
+            for part, row in zip(parts, test_rows, strict=True)
+        ]
+    lengths = np.array([len(p) for p in parts], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    values = np.concatenate(parts).astype(np.float32)[:, None]  # [N, 1], series end to end
+    times = np.arange(offsets[-1], dtype=np.int64) - np.repeat(offsets[:-1], lengths)
+    empty = np.zeros((len(values), 0), dtype=np.float32)
+    return Frame(str(path), tuple(ids), offsets, times, values, ("y",), empty, (), holdout)
+
+
+def _read_ragged(
+    path: str, id_col: str | None, format: str | None, fill: str
+) -> tuple[list[str], list[np.ndarray]]:
+    """Ids [S] and each row's values [T_s] float64, padding trimmed and interior gaps filled."""
+    df = read_table(path, format)
+    id_col = id_col or df.columns[0]
+    _require_columns(path, df, [id_col])
+    where = Where(path)
+    ids = df[id_col].astype(str).tolist()
+    _refuse_duplicate_ids(where, ids, id_col)
+    value_cols = [c for c in df.columns if c != id_col]
+    block = np.stack([_numeric(where, df[c], c) for c in value_cols], axis=1)  # [S, W]
+    present = ~np.isnan(block)  # inf counts as present: it is refused or filled below
+    lengths = np.where(present.any(axis=1), block.shape[1] - np.argmax(present[:, ::-1], 1), 0)
+    if (lengths == 0).any():
+        s = int(np.argmax(lengths == 0))
+        raise DataError(f"{path}: series {ids[s]!r} ({where.row(s)}) has no values; remove it")
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    flat = block[np.arange(block.shape[1]) < lengths[:, None]][:, None]  # [N, 1] end to end
+
+    def locate(i: int, j: int) -> str:
+        s = int(np.searchsorted(offsets, i, side="right") - 1)
+        return f"column {value_cols[i - offsets[s]]!r}, {where.row(s)} (series {ids[s]!r})"
+
+    flat = fill_missing(path, flat, offsets, fill, locate)
+    return ids, np.split(flat[:, 0], offsets[1:-1])
+
+
+def _check_test_part(
+    path: str, ids: list[str], test_ids: list[str], test_parts: list[np.ndarray]
+) -> int:
+    """The horizon: every series has a test part, all of one length."""
+    test_lengths = np.array([len(part) for part in test_parts])
+    missing = sorted(set(ids) - set(test_ids))
+    extra = sorted(set(test_ids) - set(ids))
+    if missing or extra:
+        raise DataError(
+            f"{path}: the test part must hold the same series as the training part; missing "
+            f"{missing[:5]}, unknown {extra[:5]}; pair the two files of the same data set"
+        )
+    if (test_lengths != test_lengths[0]).any():
+        s = int(np.argmax(test_lengths != test_lengths[0]))
+        raise DataError(
+            f"{path}: series {test_ids[s]!r} ({Where(path).row(s)}) has {test_lengths[s]} test "
+            f"values, the first series {test_lengths[0]}; every series needs the same horizon"
+        )
+    return int(test_lengths[0])
+
+
+def _build(
+    path: str,
+    df: pd.DataFrame,
+    id_col: str | None,
+    time_col: str,
+    target: list[str],
+    covariates: list[str],
+    freq: str | int | None,
+    fill: str,
+    sort: bool,
+) -> Frame:
+    """Validate a wide or long table and lay its series end to end."""
+    where = Where(path)
+    if id_col is None:
+        ids, codes = [Path(path).name.split(".")[0]], np.zeros(len(df), dtype=np.int32)
+    else:
+        codes, uniques = pd.factorize(df[id_col], sort=False)  # no string copy per row
+        ids = [str(u) for u in uniques]
+    times, where.is_datetime = _parse_times(where, df[time_col], time_col)
+    columns = [*target, *covariates]
+    numbers = np.stack([_numeric(where, df[c], c) for c in columns], axis=1)  # [N, C + K]
+    codes, times, numbers, rows = group_and_order(where, time_col, ids, codes, times, numbers, sort)
+    starts = np.flatnonzero(codes[1:] != codes[:-1]) + 1  # where a new series begins
+    offsets = np.concatenate([[0], starts, [len(codes)]]).astype(np.int64)
+    times, numbers, rows, offsets = regularise(
+        where, time_col, ids, times, numbers, rows, offsets, freq, fill
+    )
+
+    def locate(i: int, j: int) -> str:
+        series = f" (series {ids[np.searchsorted(offsets, i, 'right') - 1]!r})" if id_col else ""
+        return f"column {columns[j]!r}, {where.row(int(rows[i]))}{series}"
+
+    numbers = fill_missing(path, numbers, offsets, fill, locate)
+    values = np.ascontiguousarray(numbers[:, : len(target)], dtype=np.float32)
+    extra = np.ascontiguousarray(numbers[:, len(target) :], dtype=np.float32)
+    if where.is_datetime:
+        times = times.view("datetime64[ns]")
+    return Frame(path, tuple(ids), offsets, times, values, tuple(target), extra, tuple(covariates))
+
+
+def _as_list(columns: str | list[str] | None) -> list[str]:
+    if columns is None:
+        return []
+    return [columns] if isinstance(columns, str) else list(columns)
 
 
 def _require_columns(path: str, df: pd.DataFrame, wanted: list[str]) -> None:
@@ -56,33 +282,43 @@ def nearest(name: str, candidates: list[str]) -> str | None:
     return by_lower[near[0]] if near else None
 
 
-def _parse_times(path: str, column: pd.Series, name: str) -> pd.Series:
+def _refuse_duplicate_ids(where: Where, ids: list[str], id_col: str) -> None:
+    seen = pd.Index(ids).duplicated()
+    if seen.any():
+        s = int(np.argmax(seen))
+        raise DataError(
+            f"{where.path}: column {id_col!r}, {where.row(s)}: series {ids[s]!r} appears twice; "
+            f"give every row its own id"
+        )
+
+
+def _parse_times(where: Where, column: pd.Series, name: str) -> tuple[np.ndarray, bool]:
+    """[N] int64: nanoseconds since the epoch (UTC for zoned times), or integer steps."""
+    if pd.api.types.is_integer_dtype(column.dtype):
+        return column.to_numpy(dtype=np.int64), False
     times = pd.to_datetime(column, errors="coerce")
-    bad = times.isna()
-    if bad.any():
-        row = int(np.argmax(bad.to_numpy()))
-        raise DataError(
-            f"{path}: column {name!r}, row {row + 2} (line in the file): cannot parse "
-            f"{column.iloc[row]!r} as a timestamp; fix or remove that value"
-        )
-    steps = times.diff().iloc[1:]
-    if (steps <= pd.Timedelta(0)).any():
-        row = int(np.argmax((steps <= pd.Timedelta(0)).to_numpy())) + 1
-        raise DataError(
-            f"{path}: column {name!r}, row {row + 2}: timestamp {column.iloc[row]!r} is not after "
-            f"the one before it (duplicate or out of order); sort the file by time and remove "
-            f"duplicates"
-        )
-    return times
-
-
-def _numeric(path: str, column: pd.Series, name: str) -> np.ndarray:
-    values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(values)
+    if getattr(times.dt, "tz", None) is not None:
+        times = times.dt.tz_convert(None)
+    bad = times.isna().to_numpy()
     if bad.any():
         row = int(np.argmax(bad))
         raise DataError(
-            f"{path}: column {name!r}, row {row + 2}: value {column.iloc[row]!r} is missing, "
-            f"infinite or not a number; fill or remove it"
+            f"{where.path}: column {name!r}, {where.row(row)}: cannot parse "
+            f"{column.iloc[row]!r} as a timestamp; fix or remove that value"
+        )
+    return times.to_numpy(dtype="datetime64[ns]").view(np.int64), True
+
+
+def _numeric(where: Where, column: pd.Series, name: str) -> np.ndarray:
+    """[N] float64; a value that is present but not a number is refused, NaN and inf kept."""
+    if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column):
+        return column.to_numpy(dtype=np.float64, na_value=np.nan)
+    values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    text = np.isnan(values) & column.notna().to_numpy()
+    if text.any():
+        row = int(np.argmax(text))
+        raise DataError(
+            f"{where.path}: column {name!r}, {where.row(row)}: value {column.iloc[row]!r} is not "
+            f"a number; fix it, or remove the column if it is not a series"
         )
     return values

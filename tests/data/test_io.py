@@ -1,19 +1,31 @@
+import numpy as np
+import pandas as pd
 import pytest
 
-from forecast.data import DataError, read_wide
+from forecast.data import DataError, read_long, read_rows, read_wide
 
 
-def write(tmp_path, text: str):
-    path = tmp_path / "input.csv"
+def write(tmp_path, text: str, name: str = "input.csv"):
+    path = tmp_path / name
     path.write_text(text)
     return path
+
+
+def refused(path, reader=read_wide, **kwargs) -> str:
+    """The DataError message of reading `path`; it always names the file."""
+    with pytest.raises(DataError) as err:
+        reader(path, **kwargs)
+    message = str(err.value)
+    assert str(path) in message
+    return message
 
 
 def test_reads_channels_in_file_order(tmp_path):
     frame = read_wide(write(tmp_path, "date,b,a\n2020-01-01,1,2\n2020-01-02,3,4\n"))
     assert frame.channels == ("b", "a")
     assert frame.values.tolist() == [[1.0, 2.0], [3.0, 4.0]]
-    assert frame.values.dtype.name == "float32"
+    assert frame.values.dtype.name == "float32" and frame.values.flags.c_contiguous
+    assert frame.offsets.tolist() == [0, 2] and frame.n_series == 1
 
 
 @pytest.mark.parametrize(
@@ -22,17 +34,170 @@ def test_reads_channels_in_file_order(tmp_path):
         ("", {}, "file is empty"),
         ("date,y\n", {}, "no data rows"),
         ("time,y\n2020-01-01,1\n", {}, r"column 'date' not found; did you mean 'time'\?"),
-        ("date,y\n2020-01-01,1\n2020-01-02,2\n", {"columns": ["Y"]}, "did you mean 'y'"),
-        ("date,y\n2020-01-01,1\nyesterday,2\n", {}, r"column 'date', row 3 .*'yesterday'"),
-        ("date,y\n2020-01-02,1\n2020-01-01,2\n", {}, r"row 3: .*not after .*sort"),
-        ("date,y\n2020-01-01,1\n2020-01-01,2\n", {}, r"row 3: .*duplicate"),
-        ("date,y\n2020-01-01,1\n2020-01-02,\n", {}, r"column 'y', row 3: .*missing"),
-        ("date,y\n2020-01-01,1\n2020-01-02,abc\n", {}, r"column 'y', row 3: value 'abc'"),
-        ("date,y\n2020-01-01,1\n2020-01-02,inf\n", {}, r"column 'y', row 3: .*infinite"),
+        ("date,y\n2020-01-01,1\n2020-01-02,2\n", {"target": ["Y"]}, "did you mean 'y'"),
+        ("date,y\n2020-01-01,1\nyesterday,2\n", {}, r"'date', data row 2 \(line 3.*'yesterday'"),
+        ("date,y\n2020-01-02,1\n2020-01-01,2\n", {}, r"'date', data row 2 .*earlier.*data.sort"),
+        (
+            "date,y\n2020-01-01,1\n2020-01-01,2\n",
+            {},
+            r"'date', data row 2 .*duplicate of data row 1",
+        ),
+        ("date,y\n2020-01-01,1\n2020-01-02,\n", {}, r"'y', data row 2 .*missing.*data.fill"),
+        ("date,y\n2020-01-01,1\n2020-01-02,abc\n", {}, r"'y', data row 2 .*value 'abc' is not a"),
+        ("date,y\n2020-01-01,1\n2020-01-02,inf\n", {}, r"'y', data row 2 \(line 3.*infinite"),
+        (
+            "date,y\n2020-01-01,1\n2020-01-02,2\n2020-01-03,3\n2020-01-05,4\n",
+            {},
+            r"'date', data row 4 \(line 5.*1 timestamps are missing.*data.fill",
+        ),
+        (
+            "date,y\n2020-01-01 00:00,1\n2020-01-01 01:00,2\n2020-01-01 01:30,3\n"
+            "2020-01-01 02:30,4\n",
+            {},
+            r"'date', data row 3 .*not a whole number of steps.*resample",
+        ),
+        ("date,y\n2020-01-01,1\n2020-01-02,2\n", {"freq": "MS"}, "not a fixed step"),
     ],
 )
-def test_bad_input_names_file_column_and_row(tmp_path, text, kwargs, pattern):
-    path = write(tmp_path, text)
-    with pytest.raises(DataError, match=pattern) as err:
-        read_wide(path, **kwargs)
-    assert str(path) in str(err.value)
+def test_bad_wide_input_names_file_column_and_row(tmp_path, text, kwargs, pattern):
+    message = refused(write(tmp_path, text), **kwargs)
+    assert pd.Series([message]).str.contains(pattern).item(), message
+
+
+def test_sort_is_asked_for_not_silent(tmp_path):
+    path = write(tmp_path, "date,y\n2020-01-02,2\n2020-01-01,1\n2020-01-03,3\n")
+    refused(path)
+    assert read_wide(path, sort=True).values.ravel().tolist() == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("fill", "expected"),
+    [("ffill", [1, 1, 1, 4]), ("interpolate", [1, 2, 3, 4]), ("zero", [1, 0, 0, 4])],
+)
+def test_gaps_and_missing_values_are_filled_with_a_warning(tmp_path, fill, expected):
+    # 2020-01-02 is absent (a gap) and 2020-01-03 has no value
+    path = write(tmp_path, "date,y\n2020-01-01,1\n2020-01-03,\n2020-01-04,4\n")
+    with pytest.warns(UserWarning) as record:
+        frame = read_wide(path, fill=fill)
+    assert frame.values.ravel().tolist() == expected
+    assert len(frame.times) == 4
+    messages = " ".join(str(w.message) for w in record)
+    assert "1 missing timestamps in 1 series were added" in messages
+    assert "2 missing or infinite values were filled" in messages
+
+
+def test_ffill_cannot_invent_a_first_value(tmp_path):
+    path = write(tmp_path, "date,y\n2020-01-01,\n2020-01-02,2\n")
+    with pytest.raises(DataError, match=r"data row 1 .*nothing before it"):
+        read_wide(path, fill="ffill")
+
+
+LONG = "unique_id,ds,y\nb,2020-01-01,10\na,2020-01-01,1\nb,2020-01-02,20\na,2020-01-02,2\n"
+
+
+def test_long_rows_of_a_series_are_gathered_in_file_order(tmp_path):
+    frame = read_long(write(tmp_path, LONG))
+    assert frame.ids == ("b", "a")
+    assert frame.offsets.tolist() == [0, 2, 4]
+    assert frame.values.ravel().tolist() == [10, 20, 1, 2]
+
+
+@pytest.mark.parametrize(
+    ("text", "kwargs", "pattern"),
+    [
+        (LONG, {"id_col": "uid"}, r"column 'uid' not found; did you mean 'unique_id'"),
+        (LONG, {"target": "value"}, r"column 'value' not found"),
+        (
+            "unique_id,ds,y\na,2020-01-01,1\nb,2020-01-02,1\nb,2020-01-01,2\n",
+            {},
+            r"'ds', data row 3 \(line 4 of the file\) \(series 'b'\).*earlier",
+        ),
+        (
+            "unique_id,ds,y\na,2020-01-01,1\nb,2020-01-01,1\na,2020-01-01,2\n",
+            {},
+            r"'ds', data row 3 .*\(series 'a'\).*duplicate of data row 1",
+        ),
+        (
+            "unique_id,ds,y\na,2020-01-01,1\na,2020-01-02,2\nb,2020-01-01,1\nb,2020-01-03,2\n",
+            {},
+            r"data row 4 .*\(series 'b'\): 1 timestamps are missing",
+        ),
+        (
+            "unique_id,ds,y\na,2020-01-01,1\na,2020-01-02,2\nb,2020-01-01,1\nb,2020-01-02,x\n",
+            {},
+            r"'y', data row 4 .*value 'x' is not a number",
+        ),
+        (
+            "unique_id,ds,y\na,2020-01-01,1\na,2020-01-02,2\nb,2020-01-01,1\nb,2020-01-02,\n",
+            {},
+            r"'y', data row 4 \(line 5 of the file\) \(series 'b'\): value nan is missing",
+        ),
+    ],
+)
+def test_bad_long_input_names_file_column_row_and_series(tmp_path, text, kwargs, pattern):
+    message = refused(write(tmp_path, text), read_long, **kwargs)
+    assert pd.Series([message]).str.contains(pattern).item(), message
+
+
+def test_fill_never_leaks_from_one_series_into_the_next(tmp_path):
+    text = "unique_id,ds,y\na,2020-01-01,5\na,2020-01-02,6\nb,2020-01-01,\nb,2020-01-02,2\n"
+    with pytest.raises(DataError, match=r"series 'b'.*nothing before it"):
+        read_long(write(tmp_path, text), fill="ffill")
+
+
+def test_long_with_integer_time_and_covariates(tmp_path):
+    text = "id,t,v,temp\na,0,1,10\na,1,2,11\na,2,3,12\n"
+    frame = read_long(write(tmp_path, text), "id", "t", "v", covariates=["temp"])
+    assert frame.times.tolist() == [0, 1, 2]
+    assert frame.covariates.ravel().tolist() == [10, 11, 12]
+    assert frame.covariate_names == ("temp",)
+
+
+def test_parquet_reads_like_csv_and_counts_data_rows(tmp_path):
+    df = pd.DataFrame(
+        {
+            "unique_id": ["a", "a", "b", "b"],
+            "ds": pd.to_datetime(["2020-01-01", "2020-01-02"] * 2),
+            "y": [1.0, 2.0, 3.0, np.nan],
+        }
+    )
+    path = tmp_path / "input.parquet"
+    df.to_parquet(path)
+    message = refused(path, read_long)
+    assert "'y', data row 4 (series 'b')" in message  # no file line: Parquet has none
+    with pytest.warns(UserWarning, match="1 missing or infinite"):
+        frame = read_long(path, fill="ffill")
+    assert frame.values.ravel().tolist() == [1, 2, 3, 3]
+
+
+RAGGED = '"V1","V2","V3","V4"\n"H1","1","2","3"\n"H2","4","5",\n'
+
+
+def test_rows_layout_trims_padding_and_appends_the_test_part(tmp_path):
+    train = write(tmp_path, RAGGED, "train.csv")
+    test = write(tmp_path, '"V1","V2","V3"\n"H2","6","7"\n"H1","4","5"\n', "test.csv")
+    frame = read_rows(train, test_path=test)
+    assert frame.ids == ("H1", "H2")
+    assert frame.lengths.tolist() == [5, 4] and frame.holdout == 2
+    assert frame.values.ravel().tolist() == [1, 2, 3, 4, 5, 4, 5, 6, 7]
+    assert frame.times.tolist() == [0, 1, 2, 3, 4, 0, 1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("text", "pattern"),
+    [
+        ('"V1","V2","V3","V4"\n"H1","1",,"3"\n', r"column 'V3', data row 1 .*series 'H1'"),
+        ('"V1","V2","V3"\n"H1","1","2"\n"H1","3","4"\n', r"'V1', data row 2.*'H1' appears twice"),
+        ('"V1","V2","V3"\n"H1","1","2"\n"H2",,\n', r"series 'H2' \(data row 2.*no values"),
+    ],
+)
+def test_bad_rows_input_names_file_column_and_series(tmp_path, text, pattern):
+    message = refused(write(tmp_path, text), read_rows)
+    assert pd.Series([message]).str.contains(pattern).item(), message
+
+
+def test_rows_test_part_must_hold_the_same_series(tmp_path):
+    train = write(tmp_path, RAGGED, "train.csv")
+    test = write(tmp_path, '"V1","V2"\n"H1","4"\n"H3","5"\n', "test.csv")
+    message = refused(test, lambda p: read_rows(train, test_path=p))
+    assert "missing ['H2'], unknown ['H3']" in message

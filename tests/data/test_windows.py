@@ -1,7 +1,13 @@
+import tracemalloc
+
+import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from forecast.data import WindowDataset
+from forecast.data.windows import RandomWindows
 
 
 def test_window_k_is_rows_k_to_k_plus_lookback_and_target_the_next_horizon():
@@ -14,6 +20,9 @@ def test_window_k_is_rows_k_to_k_plus_lookback_and_target_the_next_horizon():
         start = 3 * k
         torch.testing.assert_close(x, series[start : start + 8], rtol=0, atol=0)
         torch.testing.assert_close(y, series[start + 8 : start + 12], rtol=0, atol=0)
+    torch.testing.assert_close(ds[-1]["x"], ds[len(ds) - 1]["x"])
+    with pytest.raises(IndexError):
+        ds[len(ds)]
 
 
 def test_windows_are_views_of_one_storage():
@@ -31,3 +40,76 @@ def test_windows_are_views_of_one_storage():
 def test_too_short_series_is_refused():
     with pytest.raises(ValueError, match="shorter than lookback"):
         WindowDataset(torch.zeros(10, 1), lookback=8, horizon=4)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    lengths=st.lists(st.integers(0, 40), min_size=1, max_size=6),
+    lookback=st.integers(1, 8),
+    horizon=st.integers(0, 5),
+    stride=st.integers(1, 4),
+    independent=st.booleans(),
+)
+def test_global_index_covers_every_window_of_every_series_once(
+    lengths, lookback, horizon, stride, independent
+):
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    values = torch.arange(offsets[-1] * 2, dtype=torch.float32).view(-1, 2)
+    segments = np.stack([offsets[:-1], offsets[1:]], axis=1)
+    per_series = [max((n - lookback - horizon) // stride + 1, 0) for n in lengths]
+    if sum(per_series) == 0:
+        with pytest.raises(ValueError):
+            WindowDataset(values, lookback, horizon, stride, segments=segments)
+        return
+    ds = WindowDataset(
+        values, lookback, horizon, stride, segments=segments, independent=independent
+    )
+    channels = [0, 1] if independent else [slice(None)]
+    expected = [
+        (s, c, offsets[s] + j * stride)
+        for s, n in enumerate(per_series)
+        for c in channels
+        for j in range(n)
+    ]
+    assert len(ds) == len(expected)
+    batch = ds.__getitems__(list(range(len(ds))))
+    for k, (s, c, row) in enumerate(expected):
+        item = ds[k]
+        want = values[row : row + lookback + horizon]
+        want = want[:, c : c + 1] if independent else want
+        torch.testing.assert_close(item["x"], want[:lookback], rtol=0, atol=0)
+        torch.testing.assert_close(batch["x"][k], want[:lookback], rtol=0, atol=0)
+        assert item["series"].item() == batch["series"][k].item() == s
+        if horizon:
+            torch.testing.assert_close(batch["y"][k], want[lookback:], rtol=0, atol=0)
+
+
+def test_windows_over_ten_million_values_allocate_no_more_than_the_data():
+    n_series, length = 10_000, 1_000
+    tracemalloc.start()
+    try:
+        data = np.ones((n_series * length, 1), dtype=np.float32)  # 10 million values, 40 MB
+        values = torch.from_numpy(data)
+        offsets = np.arange(n_series + 1) * length
+        segments = np.stack([offsets[:-1], offsets[1:]], axis=1)
+        ds = WindowDataset(values, lookback=96, horizon=24, segments=segments)
+        picks = np.random.default_rng(0).integers(0, len(ds), 2_000)
+        items = [ds[int(k)] for k in picks]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(ds) == n_series * (length - 120 + 1)  # 8.8 million windows
+    # windows of 120 rows would be 12x the data; the index costs a few integers per series
+    assert peak <= data.nbytes + 2 * 2**20
+    storage = values.untyped_storage().data_ptr()
+    assert all(item["x"].untyped_storage().data_ptr() == storage for item in items)
+    assert all(item["y"].untyped_storage().data_ptr() == storage for item in items)
+
+
+def test_random_windows_draw_each_index_once_per_epoch():
+    sampler = RandomWindows(100_003, chunk=1_000)
+    torch.manual_seed(1)
+    epoch = list(sampler)
+    assert sorted(epoch) == list(range(100_003)) and epoch != sorted(epoch)
+    torch.manual_seed(1)
+    assert list(sampler) == epoch
