@@ -21,15 +21,22 @@ FORMAT_VERSION = 1
 ENGINES = ("torchscript", "onnx")
 
 
-def export_bundle(net, mean, scale, meta: dict, out_dir: str | Path) -> dict[str, Path]:
-    """Write model.pt, model.onnx (if onnx is installed) and meta.json into `out_dir`."""
+def export_bundle(
+    net, mean, scale, meta: dict, out_dir: str | Path, independent: bool = False
+) -> dict[str, Path]:
+    """Write model.pt, model.onnx (if onnx is installed) and meta.json into `out_dir`.
+
+    `mean`, `scale` [C]: the data scaler (raw = scaled * scale + mean); `independent`: the net
+    forecasts one channel at a time (see ScaledForecastNet).
+    """
     from forecast.models.network import ScaledForecastNet
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    module = ScaledForecastNet(exportable_copy(net), torch.as_tensor(mean), torch.as_tensor(scale))
-    module = module.float().eval()
-    example = torch.randn(2, net.lookback, net.n_channels)
+    mean = torch.as_tensor(mean, dtype=torch.float32)
+    scale = torch.as_tensor(scale, dtype=torch.float32)
+    module = ScaledForecastNet(exportable_copy(net), mean, scale, independent).float().eval()
+    example = torch.randn(2, net.lookback, len(mean))
     written = {}
     with torch.no_grad():
         traced = torch.jit.trace(module, example)
@@ -42,7 +49,7 @@ def export_bundle(net, mean, scale, meta: dict, out_dir: str | Path) -> dict[str
         "format_version": FORMAT_VERSION,
         "input": "x",
         "output": "y_hat",
-        "input_shape": ["batch", net.lookback, net.n_channels],
+        "input_shape": ["batch", net.lookback, len(mean)],
         "files": {engine: path.name for engine, path in written.items()},
         **meta,
     }

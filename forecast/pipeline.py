@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 import os
 import sys
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
@@ -25,6 +27,8 @@ from pytorch_lightning.callbacks import ProgressBar
 
 from forecast.callbacks import RNGStateCheckpoint
 from forecast.export import export_bundle
+
+log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> float:
@@ -39,9 +43,9 @@ def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> float:
 
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
-    model = instantiate(cfg.model, n_channels=datamodule.n_channels)
-    scaler = datamodule.scaler_params()
-    model.set_scaler(scaler["mean"], scaler["scale"])
+    mean, scale = scaler_table(datamodule)
+    model = instantiate(cfg.model, n_channels=datamodule.n_channels, scaler_shape=list(mean.shape))
+    model.set_scaler(mean, scale)
     trainer = instantiate(
         cfg.trainer,
         callbacks=[*build_callbacks(cfg), *(callbacks or [])],
@@ -71,15 +75,61 @@ def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> float:
         write_atomic(output_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         write_atomic(output_dir / "metrics_per_step.csv", per_step_csv(model.test_results))
         plot_test_windows(model, datamodule, output_dir / "forecast.png")
-        export_bundle(
-            model.net,
-            model.scaler_mean,
-            model.scaler_scale,
-            export_meta(cfg, datamodule, model),
-            output_dir / "export",
-        )
+        export(cfg, datamodule, model, output_dir / "export")
     objective = metrics["val_mse"]
     return objective if math.isfinite(objective) else float("inf")
+
+
+def scaler_table(datamodule) -> tuple[np.ndarray, np.ndarray]:
+    """The data scaler as [groups, channels] arrays: one row, or one row per series id."""
+    if datamodule.scale_by != "series":
+        params = datamodule.scaler_params()
+        return np.array([params["mean"]]), np.array([params["scale"]])
+    params = datamodule.series_scaler_params()
+    row_of = {series_id: i for i, series_id in enumerate(datamodule.series_ids)}
+    rows = [row_of[series_id] for series_id in params["ids"]]
+    n_channels = len(params["mean"][0])
+    mean = np.zeros((len(row_of), n_channels))
+    scale = np.ones((len(row_of), n_channels))
+    mean[rows], scale[rows] = params["mean"], params["scale"]
+    return mean, scale
+
+
+def export(cfg: DictConfig, datamodule, model, out_dir: Path) -> None:
+    """Export with the data scaler inside, so the bundle maps raw values to raw forecasts.
+
+    A scaler per series cannot travel to series the model has not seen; with RevIN it need not:
+    each window is normalised by its own statistics, which cancels any per-series affine scaling,
+    so the bundle is exported without one. Without RevIN such a model is not exported.
+    """
+    if datamodule.scale_by == "series":
+        if model.net.revin is None:
+            log.warning("not exported: scale_by=series needs model.revin=true to serve new series")
+            return
+        n_channels = len(datamodule.channels)
+        mean, scale = np.zeros(n_channels), np.ones(n_channels)
+    else:
+        params = datamodule.scaler_params()
+        mean, scale = np.array(params["mean"]), np.array(params["scale"])
+    export_bundle(
+        model.net,
+        mean,
+        scale,
+        export_meta(cfg, datamodule, model),
+        out_dir,
+        independent=datamodule.channel_mode == "independent",
+    )
+
+
+def frequency(datamodule) -> str | int | None:
+    """The step between rows of the first series: an offset alias ('h') or an integer."""
+    times = datamodule.frame.times
+    if len(times) < 2:
+        return None
+    step = times[1] - times[0]
+    if np.issubdtype(times.dtype, np.datetime64):
+        return pd.tseries.frequencies.to_offset(pd.Timedelta(step)).freqstr
+    return int(step)
 
 
 def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
@@ -110,16 +160,16 @@ def plot_test_windows(model, datamodule, path: Path, n_windows: int = 4) -> None
     from forecast.plots import plot_forecasts
 
     dataset = datamodule.datasets["test"]
-    picks = np.linspace(0, len(dataset) - 1, n_windows).astype(int)
-    batch = [dataset[int(i)] for i in picks]
-    x = torch.stack([item["x"] for item in batch]).to(model.device)
-    y = torch.stack([item["y"] for item in batch])
+    picks = np.linspace(0, len(dataset) - 1, n_windows).astype(int).tolist()
+    batch = datamodule.test_dataloader().collate_fn(dataset.__getitems__(picks))
+    x = batch["x"].to(model.device)
     model.eval()
     with torch.no_grad():
-        y_hat = model(x)[..., model.median].float().cpu()
-    mean, scale = model.scaler_mean[-1].item(), model.scaler_scale[-1].item()
-    original = lambda t: t[..., -1].cpu().numpy() * scale + mean  # noqa: E731
-    plot_forecasts(original(x), original(y), original(y_hat), datamodule.channels[-1], path)
+        y_hat = model(x)[..., model.median].float()
+    mean, scale = model.scaler_of({k: v.to(model.device) for k, v in batch.items()})
+    original = lambda t: (t.to(mean) * scale + mean)[..., -1].cpu().numpy()  # noqa: E731
+    channel = datamodule.channels[-1] if "channel" not in batch else "value"
+    plot_forecasts(original(x), original(batch["y"]), original(y_hat), channel, path)
 
 
 def export_meta(cfg: DictConfig, datamodule, model) -> dict:
@@ -127,11 +177,18 @@ def export_meta(cfg: DictConfig, datamodule, model) -> dict:
         "lookback": datamodule.lookback,
         "horizon": datamodule.horizon,
         "channels": list(datamodule.channels),
-        "frequency": getattr(datamodule, "frequency", None),
+        "frequency": frequency(datamodule),
+        "scaler": scaler_meta(datamodule),
         "quantiles": list(model.quantiles),
-        "scaler": datamodule.scaler_params(),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
+
+
+def scaler_meta(datamodule) -> dict:
+    """The fitted scaler, for the record (the exported models already contain it)."""
+    if datamodule.scale_by == "series":
+        return {"kind": datamodule.scaler_kind, "by": "series", **datamodule.series_scaler_params()}
+    return {"kind": datamodule.scaler_kind, "by": "channel", **datamodule.scaler_params()}
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -112,3 +112,27 @@ def test_bf16_mixed_precision_runs_on_cpu(tmp_path):
         yaml.safe_load((tmp_path / "bf16" / "config.yaml").read_text())["trainer"]["precision"]
         == "bf16-mixed"
     )
+
+
+def test_m4_hourly_with_a_scaler_per_series_trains_and_exports(tmp_path, shared_data):
+    run_dir = tmp_path / "m4"
+    env_overrides = [
+        f"data.path={shared_data / 'M4-Hourly-train.csv'}",
+        f"data.test_path={shared_data / 'M4-Hourly-test.csv'}",
+    ]
+    metrics = run_train(run_dir, "data=m4_hourly", *env_overrides)
+    assert metrics["test_windows"] == metrics["val_windows"] == 414
+    assert math.isfinite(metrics["test_smape_original"])
+    # MASE divides by the history's own scale: the same on either scale
+    assert metrics["test_mase_original"] == pytest.approx(metrics["test_mase"], rel=1e-5)
+    meta = json.loads((run_dir / "export" / "meta.json").read_text())
+    assert meta["horizon"] == 48 and meta["frequency"] == 1
+    assert meta["scaler"]["by"] == "series" and len(meta["scaler"]["ids"]) == 414
+
+
+def test_independent_channels_train_and_export(tmp_path):
+    run_dir = tmp_path / "independent"
+    metrics = run_train(run_dir, "data.channel_mode=independent", "data.horizon=24")
+    assert metrics["test_windows"] == 7 * ((14400 - 11520 + 96) - 96 - 24 + 1)
+    out = ExportedModel(run_dir).predict(np.zeros((1, 96, 7), "float32"))
+    assert out.shape == (1, 24, 7)

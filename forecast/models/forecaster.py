@@ -20,7 +20,9 @@ class Forecaster(pl.LightningModule):
     Network options are ForecastNet's. `loss="quantile"` makes the network emit one forecast per
     entry of `quantiles`, trained with the pinball loss; its point forecast is the median (the
     quantile nearest 0.5). Metrics are kept on the scaled values and, through the data scaler's
-    per-channel mean and scale (`set_scaler`), on the original ones.
+    mean and scale (`set_scaler`), on the original ones. The scaler table is [groups, channels]:
+    one group for one scaler over all series, one per series (picked by `batch["series"]`)
+    otherwise; `batch["channel"]` picks the channel of a channel-independent batch.
     """
 
     def __init__(
@@ -46,6 +48,7 @@ class Forecaster(pl.LightningModule):
         huber_delta: float = 1.0,
         quantiles: Sequence[float] = (0.1, 0.5, 0.9),
         season: int = 1,
+        scaler_shape: Sequence[int] | None = None,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., object] | None = None,
     ):
@@ -79,8 +82,9 @@ class Forecaster(pl.LightningModule):
             if self.quantiles
             else 0
         )
-        self.register_buffer("scaler_mean", torch.zeros(n_channels))
-        self.register_buffer("scaler_scale", torch.ones(n_channels))
+        scaler_shape = tuple(scaler_shape or (1, n_channels))
+        self.register_buffer("scaler_mean", torch.zeros(scaler_shape))
+        self.register_buffer("scaler_scale", torch.ones(scaler_shape))
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.metrics = nn.ModuleDict(
             {
@@ -91,10 +95,20 @@ class Forecaster(pl.LightningModule):
         )
         self.test_results: dict[str, torch.Tensor] = {}
 
-    def set_scaler(self, mean: Sequence[float], scale: Sequence[float]) -> None:
-        """The data scaler's per-channel parameters: original = scaled * scale + mean."""
+    def set_scaler(self, mean, scale) -> None:
+        """The data scaler's parameters [groups, channels]: original = scaled * scale + mean."""
         self.scaler_mean.copy_(torch.as_tensor(mean, dtype=self.scaler_mean.dtype))
         self.scaler_scale.copy_(torch.as_tensor(scale, dtype=self.scaler_scale.dtype))
+
+    def scaler_of(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and scale of each window of the batch: [B, 1, C]."""
+        mean, scale = self.scaler_mean, self.scaler_scale  # [G, C']
+        rows = batch["series"] if len(mean) > 1 else torch.zeros_like(batch["series"])
+        mean, scale = mean[rows], scale[rows]  # [B, C']
+        if "channel" in batch:  # channel-independent windows: one channel each
+            pick = batch["channel"][:, None]
+            mean, scale = mean.gather(1, pick), scale.gather(1, pick)  # [B, 1]
+        return mean[:, None], scale[:, None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[B, lookback, C] -> [B, horizon, C, Q] (Q = 1 for a point forecast)."""
@@ -123,13 +137,13 @@ class Forecaster(pl.LightningModule):
         y_hat = y_hat_q[..., self.median]
         quantile_forecasts = y_hat_q if self.quantiles else None
         self.metrics[split].update(y_hat, y, x, quantile_forecasts)
-        mean, scale = self.scaler_mean, self.scaler_scale
+        mean, scale = self.scaler_of(batch)  # [B, 1, C]
         original = lambda t: t * scale + mean  # noqa: E731
         self.metrics[f"{split}_original"].update(
             original(y_hat),
             original(y),
             original(x),
-            original(y_hat_q.transpose(-1, -2)).transpose(-1, -2) if self.quantiles else None,
+            (y_hat_q * scale[..., None] + mean[..., None]) if self.quantiles else None,
         )
 
     def _log_metrics(self, split: str) -> dict[str, torch.Tensor]:

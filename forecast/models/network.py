@@ -172,17 +172,29 @@ class ForecastNet(nn.Module):
 class ScaledForecastNet(nn.Module):
     """Raw values in, raw forecasts out: the data scaler around a ForecastNet, for export.
 
-    Returns [B, horizon, C] for a point forecast and [B, horizon, C, Q] for quantiles.
+    Takes [B, lookback, C] and returns [B, horizon, C] for a point forecast, [B, horizon, C, Q]
+    for quantiles. `independent`: the net was trained on one channel at a time (the data's
+    `channel_mode=independent`), so each of the C channels goes through it as its own series.
     """
 
-    def __init__(self, net: ForecastNet, mean: torch.Tensor, scale: torch.Tensor):
+    def __init__(
+        self, net: ForecastNet, mean: torch.Tensor, scale: torch.Tensor, independent: bool = False
+    ):
         super().__init__()
         self.net = net
         self.point = net.n_quantiles == 1
-        self.register_buffer("mean", mean.detach().clone())
-        self.register_buffer("scale", scale.detach().clone())
+        self.independent = independent
+        self.register_buffer("mean", mean.detach().clone())  # [C]
+        self.register_buffer("scale", scale.detach().clone())  # [C]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.net((x - self.mean) / self.scale)  # [B, H, C, Q]
+        x = (x - self.mean) / self.scale
+        if self.independent:
+            batch, lookback, channels = x.shape
+            x = x.transpose(1, 2).reshape(batch * channels, lookback, 1)
+            y = self.net(x)  # [B*C, H, 1, Q]
+            y = y.reshape(batch, channels, y.shape[1], -1).transpose(1, 2)
+        else:
+            y = self.net(x)  # [B, H, C, Q]
         y = y * self.scale[:, None] + self.mean[:, None]
         return y[..., 0] if self.point else y
