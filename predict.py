@@ -1,0 +1,31 @@
+"""Forecast many files from an exported model:
+python predict.py model_dir=outputs/<run> input=<file, folder or glob> output=<folder>
+"""
+
+import sys
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="predict")
+def main(cfg: DictConfig) -> None:
+    from forecast.predict import BatchForecaster
+
+    forecaster = BatchForecaster(
+        cfg.model_dir,
+        engine=cfg.engine,
+        batch_size=cfg.batch_size,
+        format=cfg.format,
+        overwrite=cfg.overwrite,
+        backtest=cfg.backtest,
+        n_windows=cfg.n_windows,
+        data_options=OmegaConf.to_container(cfg.data, resolve=True),
+    )
+    summary = forecaster.run(cfg.input, cfg.output)
+    if summary.failed:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
