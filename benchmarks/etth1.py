@@ -59,7 +59,7 @@ def main() -> None:
     extra = list(args.overrides)
     if args.quick:
         args.horizons, args.seeds = [96], 1
-        extra += ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "model.hidden_size=16"]
+        extra += ["trainer.max_epochs=1", "trainer.limit_train_batches=2"]
     out = args.out or Path(tempfile.mkdtemp(prefix="etth1-bench-"))
 
     print(

@@ -12,6 +12,7 @@ import copy
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +96,14 @@ def _onnx_available() -> bool:
 
 
 def _to_onnx(module, example, path) -> None:
+    # The exporter warns that recurrent layers may not generalise across batch sizes; ours do
+    # (the initial states are built from the input), as tests/test_export.py checks.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Exporting a model to ONNX with a batch_size")
+        _export_onnx(module, example, path)
+
+
+def _export_onnx(module, example, path) -> None:
     torch.onnx.export(
         module,
         (example,),
