@@ -37,3 +37,15 @@ def test_etth1_benchmark_prints_a_row_per_model(tmp_path):
     out = run("etth1.py", "--out", str(tmp_path))
     rows = [line for line in out.splitlines() if line.startswith("| ") and "| 96 |" in line]
     assert [row.split("|")[1].strip() for row in rows] == ["lstm", "lstmp", "gru"]
+
+
+def test_m4_benchmark_scores_naive2_as_published_and_a_model(tmp_path, shared_data, monkeypatch):
+    monkeypatch.setenv("FORECAST_DATA_DIR", str(shared_data))
+    out = run("m4_hourly.py", "--models", "gru", "--out", str(tmp_path))
+    rows = {
+        line.split("|")[1].strip(): line.split("|")[2:5]
+        for line in out.splitlines()
+        if line.startswith("| ") and "---" not in line and "method" not in line
+    }
+    assert [v.strip() for v in rows["Naive2 (ours)"]] == ["18.383", "2.395", "1.000"]
+    assert float(rows["forecast gru"][0]) > 0

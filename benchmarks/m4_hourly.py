@@ -1,0 +1,117 @@
+"""M4 Hourly: our models as global models over the 414 series, scored like the competition.
+
+    python benchmarks/m4_hourly.py            # lstm, lstmp, gru; 5 epochs each
+    python benchmarks/m4_hourly.py --quick    # a few batches of one epoch (smoke test)
+
+Each model is trained by `train.py data=m4_hourly` (validation: the last 48 values of each
+training series), exported, and used by the batch forecaster on the raw training file; its
+48-step forecasts are scored against the competition's test part: sMAPE (%), MASE (scale: the
+in-sample seasonal naive error, lag 24) and OWA against Naive2, beside Naive2, seasonal naive
+and published results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout: python benchmarks/m4_hourly.py
+
+from forecast.baselines import naive2, seasonal_naive  # noqa: E402
+from forecast.data import dataset_path  # noqa: E402
+from forecast.metrics import owa  # noqa: E402
+from forecast.predict import BatchForecaster  # noqa: E402
+
+HORIZON, SEASON = 48, 24
+# Makridakis et al., The M4 Competition: 100,000 time series and 61 forecasting methods, IJF 2020
+PUBLISHED = {"Smyl (ES-RNN), M4 winner": (9.328, 0.893)}
+
+
+def score(forecasts: dict[str, np.ndarray], train: pd.DataFrame, test: pd.DataFrame):
+    """Mean sMAPE and MASE over the series; forecasts[id] is [48]."""
+    smapes, mases = [], []
+    for series_id, row in train.iterrows():
+        history = row.dropna().to_numpy(float)
+        y, f = test.loc[series_id].to_numpy(float), forecasts[series_id]
+        smapes.append(np.mean(200 * np.abs(f - y) / (np.abs(y) + np.abs(f))))
+        scale = np.mean(np.abs(history[SEASON:] - history[:-SEASON]))
+        mases.append(np.mean(np.abs(f - y)) / scale)
+    return float(np.mean(smapes)), float(np.mean(mases))
+
+
+def baseline(method, train: pd.DataFrame) -> dict[str, np.ndarray]:
+    return {sid: method(row.dropna().to_numpy(float)) for sid, row in train.iterrows()}
+
+
+def train_and_forecast(model: str, out: Path, train_path: Path, test_path: Path, extra) -> tuple:
+    run_dir = out / model
+    cmd = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "data=m4_hourly",
+        f"model={model}",
+        f"data.path={train_path}",
+        f"data.test_path={test_path}",
+        f"hydra.run.dir={run_dir}",
+        *extra,
+    ]
+    start = time.perf_counter()
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{result.stderr[-3000:]}")
+    seconds = time.perf_counter() - start
+    BatchForecaster(run_dir, log=lambda message: None).run(train_path, run_dir / "forecasts")
+    frame = pd.read_csv(run_dir / "forecasts" / f"{train_path.name.split('.')[0]}.forecast.csv")
+    table = frame.pivot(index="unique_id", columns="step", values="y_hat")
+    return {sid: table.loc[sid].to_numpy(float) for sid in table.index}, seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["lstm", "lstmp", "gru"])
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("overrides", nargs="*", help="train.py overrides for every run")
+    args = parser.parse_args()
+    extra = [f"trainer.max_epochs={args.epochs}", *args.overrides]
+    if args.quick:
+        extra += ["trainer.max_epochs=1", "trainer.limit_train_batches=5"]
+    out = args.out or Path(tempfile.mkdtemp(prefix="m4-bench-"))
+    train_path, test_path = dataset_path("M4-Hourly-train.csv"), dataset_path("M4-Hourly-test.csv")
+    train = pd.read_csv(train_path, index_col=0)
+    test = pd.read_csv(test_path, index_col=0)
+
+    naive2_smape, naive2_mase = score(
+        baseline(lambda h: naive2(h, HORIZON, SEASON), train), train, test
+    )
+    rows = [("Naive2 (ours)", naive2_smape, naive2_mase, "-")]
+    snaive = score(baseline(lambda h: seasonal_naive(h, HORIZON, SEASON), train), train, test)
+    rows.append(("seasonal naive (ours)", *snaive, "-"))
+    for model in args.models:
+        forecasts, seconds = train_and_forecast(model, out, train_path, test_path, extra)
+        rows.append((f"forecast {model}", *score(forecasts, train, test), f"{seconds:.0f}"))
+    rows += [(f"{name} (published)", *values, "-") for name, values in PUBLISHED.items()]
+
+    print(
+        f"# M4 Hourly, 414 series, horizon 48; {os.cpu_count()} cores; overrides: {' '.join(extra)}"
+    )
+    print("| method | sMAPE | MASE | OWA | train + test s |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, smape_value, mase_value, seconds in rows:
+        value = owa(smape_value, mase_value, naive2_smape, naive2_mase)
+        print(f"| {name} | {smape_value:.3f} | {mase_value:.3f} | {value:.3f} | {seconds} |")
+    print(f"\nrun directories: {out}")
+
+
+if __name__ == "__main__":
+    main()
