@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import socket
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -129,6 +131,7 @@ class Objective:
             )
             trial.set_user_attr("overrides", overrides)
             trial.set_user_attr("output_dir", str(run_dir))
+            trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
             cfg = self.compose([*overrides, f"output_dir={run_dir}"])
             trial.set_user_attr("config", train_yaml(cfg))
             train(cfg, callbacks=[PruningCallback(trial, self.metric)])
