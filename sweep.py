@@ -1,10 +1,11 @@
 """An Optuna study over train.py: python sweep.py [sweep.n_trials=50] [model.hidden_size=64] ...
 
-Writes, in the sweep directory (`sweeps/<study name>` unless hydra.run.dir says otherwise):
+Writes, in the sweep directory (`outputs/sweeps/<study name>` unless hydra.run.dir says otherwise):
 study.db (the default storage), trials/<number>/ (one train run each), trials.csv and trials.md
 (every trial), best.yaml (the best trial's config for train.py) and best.json.
 """
 
+import re
 from pathlib import Path
 
 import hydra
@@ -23,7 +24,7 @@ def main(cfg: DictConfig) -> float | None:
 
     hydra_cfg = HydraConfig.get()
     train_overrides = [
-        o for o in hydra_cfg.overrides.task if override_key(o).split(".")[0] not in OWN_KEYS
+        o for o in hydra_cfg.overrides.task if re.split(r"[./]", override_key(o))[0] not in OWN_KEYS
     ]
     study = run_study(
         cfg.sweep,

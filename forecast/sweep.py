@@ -222,12 +222,9 @@ def write_reports(study: optuna.Study, sweep_dir: Path, metric: str) -> None:
     """`trials.csv` / `trials.md` (every trial) and, once a trial completed, `best.yaml` (the best
     trial's train config) and `best.json` (its number, value, params, overrides)."""
     rows = trial_rows(study)
-    leading = (
-        ("number", "state", "value", "duration_s", *study.best_trial.params)
-        if any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
-        else ("number", "state", "value")
-    )
-    write_tables(rows, (*leading, *LEADING_METRICS), sweep_dir / "trials")
+    params = dict.fromkeys(name for trial in study.trials for name in trial.params)
+    leading = ("number", "state", "value", "duration_s", *params, *LEADING_METRICS, "error")
+    write_tables(rows, leading, sweep_dir / "trials")
     completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not completed:
         log.warning("study %s: no completed trial yet, so no best.yaml", study.study_name)
