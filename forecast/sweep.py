@@ -176,6 +176,7 @@ def run_study(
 ) -> optuna.Study:
     """Create or load the study, run trials until it holds `settings.n_trials` (or
     `settings.timeout` seconds pass), then write the reports."""
+    check_one_process(compose(list(base_overrides)))
     sweep_dir.mkdir(parents=True, exist_ok=True)
     url = settings.storage or f"sqlite:///{(sweep_dir / 'study.db').resolve()}"
     study = optuna.create_study(
@@ -197,6 +198,17 @@ def run_study(
         study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
     write_reports(study, sweep_dir, settings.metric)
     return study
+
+
+def check_one_process(cfg: DictConfig) -> None:
+    """Trials train in this process: a multi-process strategy would start copies of the whole
+    sweep. Several workers on one study are the way to use more devices."""
+    strategy, devices = str(cfg.trainer.get("strategy", "auto")), cfg.trainer.get("devices", 1)
+    if strategy.startswith("ddp") or (isinstance(devices, int) and devices > 1):
+        raise ValueError(
+            f"sweep trials run in one process, not with trainer.strategy={strategy} "
+            f"trainer.devices={devices}: start several sweep.py workers on one study instead"
+        )
 
 
 def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:

@@ -167,12 +167,15 @@ def test_two_workers_share_one_sqlite_study_without_duplicates(tmp_path):
 
 
 def study_in_process(tmp_path, *overrides: str, name: str = "p") -> optuna.Study:
+    """run_study as sweep.py calls it; sweep.* overrides configure the study, the others the
+    trials."""
+    own = [o for o in overrides if o.lstrip("+~").startswith("sweep.")]
     with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        cfg = compose(config_name="sweep", overrides=[f"sweep.study_name={name}", *overrides])
+        cfg = compose(config_name="sweep", overrides=[f"sweep.study_name={name}", *own])
         return run_study(
             cfg.sweep,
             lambda o: compose(config_name="config", overrides=o),
-            TINY,
+            [*TINY, *(o for o in overrides if o not in own)],
             tmp_path / "sweep",
         )
 
@@ -216,6 +219,11 @@ def test_failing_trial_is_recorded_with_its_error_and_the_study_goes_on(tmp_path
     rows = {r["data.lookback"]: r for r in read_csv(tmp_path / "sweep" / "trials.csv")}
     assert rows["9000"]["state"] == "FAIL" and "DataError" in rows["9000"]["error"]
     assert (tmp_path / "sweep" / "best.yaml").is_file()
+
+
+def test_a_multi_process_trainer_is_refused_before_any_trial(tmp_path):
+    with pytest.raises(ValueError, match="start several sweep.py workers"):
+        study_in_process(tmp_path, "trainer=ddp")
 
 
 POSTGRES_URL = os.environ.get("FORECAST_TEST_POSTGRES_URL")
