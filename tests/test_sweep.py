@@ -17,7 +17,7 @@ from forecast.sweep import merge_overrides, override, run_study, suggest
 from tests.conftest import ROOT
 
 TINY = [
-    "trainer.max_epochs=2",
+    "trainer.max_epochs=1",
     "trainer.limit_train_batches=2",
     "+trainer.limit_val_batches=2",
     "+trainer.limit_test_batches=2",
