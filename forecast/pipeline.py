@@ -132,6 +132,12 @@ def frequency(datamodule) -> str | int | None:
     return int(step)
 
 
+def build(node: DictConfig, **kwargs):
+    """Instantiate one configured object for a caller outside this module (the sweep's sampler
+    and pruner), so that every `instantiate` stays here."""
+    return instantiate(node, **kwargs)
+
+
 def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
     """The configured callbacks, and our RNG state keeper; progress bars only on a terminal."""
     callbacks = [instantiate(callback) for callback in cfg.callbacks.values() if callback]

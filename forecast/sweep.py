@@ -1,0 +1,261 @@
+"""Optuna studies over `forecast.pipeline.train`, with their trials in a database.
+
+A trial samples the search space (`sweep.space`), turns the values into Hydra overrides (so a
+key may be a config group such as `model`), composes the train config with them, trains in its own
+directory `<sweep dir>/trials/<number>` and returns `sweep.metric` from that run's metrics.json.
+The storage is any SQLAlchemy URL (default: an SQLite file in the sweep directory); workers that
+share one study take trials from it until the study holds `sweep.n_trials` finished or running
+trials, so a re-run with the same study name resumes it and several workers split the budget.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytorch_lightning as pl
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import TrialState
+
+from forecast.pipeline import build, train, write_atomic
+from forecast.summary import LEADING_METRICS, write_tables
+
+log = logging.getLogger(__name__)
+
+# trials that use up the budget: finished either way, or being run by some worker
+COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+
+
+class PruningCallback(pl.Callback):
+    """Reports `monitor` to the trial after each validation epoch of fit; raises
+    `optuna.TrialPruned` when the pruner says so (Optuna then records the trial as pruned).
+
+    optuna-integration's callback targets the `lightning` package; we use `pytorch_lightning`.
+    """
+
+    def __init__(self, trial: optuna.Trial, monitor: str):
+        self.trial, self.monitor = trial, monitor
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None:  # not a per-epoch metric (e.g. test_mse): nothing to prune on
+            return
+        value, epoch = float(value), trainer.current_epoch
+        self.trial.report(value, epoch)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"epoch {epoch}: {self.monitor}={value:.6g}")
+
+
+def suggest(trial: optuna.Trial, space: dict[str, dict]) -> dict[str, Any]:
+    """Sample every key of the search space.
+
+    Each entry is `{type: float|int, low, high, [log], [step]}` or
+    `{type: categorical, choices: [...]}`.
+    """
+    params = {}
+    for key, spec in space.items():
+        spec = dict(spec)
+        kind = spec.pop("type", None)
+        if kind == "float":
+            params[key] = trial.suggest_float(key, **spec)
+        elif kind == "int":
+            params[key] = trial.suggest_int(key, **spec)
+        elif kind == "categorical":
+            params[key] = trial.suggest_categorical(key, list(spec["choices"]))
+        else:
+            raise ValueError(
+                f"sweep.space.{key}: type {kind!r} is not one of float, int, categorical"
+            )
+    return params
+
+
+def override(key: str, value: Any) -> str:
+    """A Hydra command-line override `key=value` for a sampled value."""
+    if value is None:
+        text = "null"
+    elif isinstance(value, bool):
+        text = str(value).lower()
+    elif isinstance(value, str):
+        text = value if value.replace("_", "").replace("-", "").isalnum() else json.dumps(value)
+    else:
+        text = repr(value)
+    return f"{key}={text}"
+
+
+def override_key(text: str) -> str:
+    return text.split("=", 1)[0].lstrip("+~")
+
+
+def merge_overrides(*groups: Sequence[str]) -> list[str]:
+    """Overrides of later groups replace those of earlier ones with the same key."""
+    merged: dict[str, str] = {}
+    for group in groups:
+        for text in group:
+            merged[override_key(text)] = text
+    return list(merged.values())
+
+
+class Objective:
+    """One trial: sample, compose the train config, train in the trial's directory, return the
+    metric. A failing trial records its error (`error` user attribute) and re-raises, so that
+    Optuna marks it failed and the study goes on."""
+
+    def __init__(
+        self,
+        compose: Callable[[list[str]], DictConfig],
+        space: dict[str, dict],
+        metric: str,
+        base_overrides: Sequence[str],
+        sweep_dir: Path,
+    ):
+        self.compose, self.space, self.metric = compose, space, metric
+        self.base_overrides, self.sweep_dir = list(base_overrides), sweep_dir
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        run_dir = self.sweep_dir / "trials" / str(trial.number)
+        try:
+            params = suggest(trial, self.space)
+            overrides = merge_overrides(
+                self.base_overrides, [override(k, v) for k, v in params.items()]
+            )
+            trial.set_user_attr("overrides", overrides)
+            trial.set_user_attr("output_dir", str(run_dir))
+            trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+            cfg = self.compose([*overrides, f"output_dir={run_dir}"])
+            trial.set_user_attr("config", train_yaml(cfg))
+            train(cfg, callbacks=[PruningCallback(trial, self.metric)])
+            metrics = json.loads((run_dir / "metrics.json").read_text())
+            scalars = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+            trial.set_user_attr("metrics", scalars)
+            if self.metric not in scalars:
+                raise KeyError(
+                    f"sweep.metric={self.metric} is not in metrics.json: {sorted(scalars)}"
+                )
+        except optuna.TrialPruned:
+            raise
+        except Exception as error:
+            trial.set_user_attr("error", f"{type(error).__name__}: {error}")
+            raise
+        value = float(scalars[self.metric])
+        return value if math.isfinite(value) else float("inf")
+
+
+def train_yaml(cfg: DictConfig) -> str:
+    """The trial's train config as a primary config for train.py: unresolved, with `output_dir`
+    back to the run directory Hydra gives."""
+    cfg = cfg.copy()
+    cfg.output_dir = "${hydra:runtime.output_dir}"
+    return OmegaConf.to_yaml(cfg, resolve=False)
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    """An RDB storage with heartbeats, so a trial whose worker died is marked failed (and frees
+    its place in the budget) instead of staying `RUNNING` for ever."""
+    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    return optuna.storages.RDBStorage(
+        url, engine_kwargs=engine_kwargs, heartbeat_interval=60, grace_period=180
+    )
+
+
+def run_study(
+    settings: DictConfig,
+    compose: Callable[[list[str]], DictConfig],
+    base_overrides: Sequence[str],
+    sweep_dir: Path,
+) -> optuna.Study:
+    """Create or load the study, run trials until it holds `settings.n_trials` (or
+    `settings.timeout` seconds pass), then write the reports."""
+    check_one_process(compose(list(base_overrides)))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    url = settings.storage or f"sqlite:///{(sweep_dir / 'study.db').resolve()}"
+    study = optuna.create_study(
+        study_name=settings.study_name,
+        storage=open_storage(url),
+        sampler=build(settings.sampler) if settings.sampler else None,
+        pruner=build(settings.pruner) if settings.pruner else optuna.pruners.NopPruner(),
+        direction=settings.direction,
+        load_if_exists=True,
+    )
+    objective = Objective(
+        compose, OmegaConf.to_container(settings.space), settings.metric, base_overrides, sweep_dir
+    )
+    deadline = time.monotonic() + settings.timeout if settings.timeout else math.inf
+    while (
+        len(study.get_trials(deepcopy=False, states=COUNTED)) < settings.n_trials
+        and time.monotonic() < deadline
+    ):
+        study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+    write_reports(study, sweep_dir, settings.metric)
+    return study
+
+
+def check_one_process(cfg: DictConfig) -> None:
+    """Trials train in this process: a multi-process strategy would start copies of the whole
+    sweep. Several workers on one study are the way to use more devices."""
+    strategy, devices = str(cfg.trainer.get("strategy", "auto")), cfg.trainer.get("devices", 1)
+    if strategy.startswith("ddp") or (isinstance(devices, int) and devices > 1):
+        raise ValueError(
+            f"sweep trials run in one process, not with trainer.strategy={strategy} "
+            f"trainer.devices={devices}: start several sweep.py workers on one study instead"
+        )
+
+
+def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    rows = []
+    for trial in study.get_trials(deepcopy=False):
+        duration = trial.duration.total_seconds() if trial.duration else None
+        rows.append(
+            {
+                "number": trial.number,
+                "state": trial.state.name,
+                "value": trial.value,
+                "duration_s": duration,
+                **trial.params,
+                **trial.user_attrs.get("metrics", {}),
+                "error": trial.user_attrs.get("error"),
+                "output_dir": trial.user_attrs.get("output_dir"),
+            }
+        )
+    return rows
+
+
+def write_reports(study: optuna.Study, sweep_dir: Path, metric: str) -> None:
+    """`trials.csv` / `trials.md` (every trial) and, once a trial completed, `best.yaml` (the best
+    trial's train config) and `best.json` (its number, value, params, overrides)."""
+    rows = trial_rows(study)
+    params = dict.fromkeys(name for trial in study.trials for name in trial.params)
+    leading = ("number", "state", "value", "duration_s", *params, *LEADING_METRICS, "error")
+    write_tables(rows, leading, sweep_dir / "trials")
+    completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not completed:
+        log.warning("study %s: no completed trial yet, so no best.yaml", study.study_name)
+        return
+    best = study.best_trial
+    header = (
+        f"# best trial {best.number} of study {study.study_name}: {metric}={best.value:.6g}\n"
+        f"# python train.py --config-dir {sweep_dir} --config-name best\n"
+    )
+    write_atomic(sweep_dir / "best.yaml", header + best.user_attrs["config"])
+    summary = {
+        "study": study.study_name,
+        "number": best.number,
+        "metric": metric,
+        "value": best.value,
+        "params": best.params,
+        "overrides": best.user_attrs.get("overrides", []),
+        "output_dir": best.user_attrs.get("output_dir"),
+        "trials": {s.name: sum(t.state == s for t in study.trials) for s in TrialState},
+    }
+    write_atomic(sweep_dir / "best.json", json.dumps(summary, indent=2) + "\n")
+    log.info("best trial %d: %s=%.6g\n%s", best.number, metric, best.value, yaml.safe_dump(summary))

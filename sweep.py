@@ -1,0 +1,40 @@
+"""An Optuna study over train.py: python sweep.py [sweep.n_trials=50] [model.hidden_size=64] ...
+
+Writes, in the sweep directory (`outputs/sweeps/<study name>` unless hydra.run.dir says otherwise):
+study.db (the default storage), trials/<number>/ (one train run each), trials.csv and trials.md
+(every trial), best.yaml (the best trial's config for train.py) and best.json.
+"""
+
+import re
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+# keys of this app that are not train keys; every other command-line override goes to each trial
+OWN_KEYS = ("sweep", "hydra")
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="sweep")
+def main(cfg: DictConfig) -> float | None:
+    from hydra import compose
+    from hydra.core.hydra_config import HydraConfig
+
+    from forecast.sweep import override_key, run_study
+
+    hydra_cfg = HydraConfig.get()
+    train_overrides = [
+        o for o in hydra_cfg.overrides.task if re.split(r"[./]", override_key(o))[0] not in OWN_KEYS
+    ]
+    study = run_study(
+        cfg.sweep,
+        lambda overrides: compose(config_name="config", overrides=overrides),
+        train_overrides,
+        Path(hydra_cfg.runtime.output_dir),
+    )
+    completed = [t for t in study.trials if t.value is not None]
+    return study.best_value if completed else None
+
+
+if __name__ == "__main__":
+    main()

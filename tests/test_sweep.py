@@ -1,0 +1,250 @@
+"""Optuna studies over train: sweep.py end to end, and forecast.sweep in-process with tiny budgets
+on ETTh1 (the shipped copy)."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+import optuna
+import pytest
+from hydra import compose, initialize_config_dir
+from optuna.trial import TrialState
+
+from forecast.sweep import merge_overrides, override, run_study, suggest
+from tests.conftest import ROOT
+
+TINY = [
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=2",
+    "+trainer.limit_val_batches=2",
+    "+trainer.limit_test_batches=2",
+    "model.hidden_size=8",
+    "data.batch_size=16",
+    "data.eval_batch_size=16",
+    "callbacks.early_stopping=null",
+]
+SPACE = "+sweep.space={model:{type:categorical,choices:[lstm,gru]},model.hidden_size:{type:int,low:4,high:16,log:true}}"  # noqa: E501
+
+
+def sweep_command(sweep_dir, *overrides: str) -> list[str]:
+    return [
+        sys.executable,
+        "sweep.py",
+        f"hydra.run.dir={sweep_dir}",
+        *TINY,
+        "~sweep.space",
+        SPACE,
+        *overrides,
+    ]
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "FORECAST_DATA_DIR"}
+
+
+def run_sweep(sweep_dir, *overrides: str) -> None:
+    result = subprocess.run(
+        sweep_command(sweep_dir, *overrides),
+        cwd=ROOT,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+
+
+def load(sweep_dir, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{sweep_dir / 'study.db'}")
+
+
+def read_csv(path) -> list[dict[str, str]]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+# --- unit: search space and overrides ---------------------------------------------------------
+
+
+def test_space_samples_each_kind_and_values_become_hydra_overrides():
+    space = {
+        "model": {"type": "categorical", "choices": ["lstm", "gru"]},
+        "model.hidden_size": {"type": "int", "low": 8, "high": 64, "log": True},
+        "model.optimizer.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+    }
+    trial = optuna.create_study().ask()
+    params = suggest(trial, space)
+    assert params["model"] in ("lstm", "gru")
+    assert 8 <= params["model.hidden_size"] <= 64
+    assert 1e-4 <= params["model.optimizer.lr"] <= 1e-2
+    assert override("model", "gru") == "model=gru"
+    assert override("model.revin", False) == "model.revin=false"
+    assert override("model.scheduler", None) == "model.scheduler=null"
+    assert override("model.optimizer.lr", 0.001) == "model.optimizer.lr=0.001"
+    assert override("data.name", "a b.csv") == 'data.name="a b.csv"'
+    assert merge_overrides(["model=lstm", "+trainer.x=1"], ["model=gru", "trainer.x=2"]) == [
+        "model=gru",
+        "trainer.x=2",
+    ]
+    with pytest.raises(ValueError, match="sweep.space.x: type 'normal'"):
+        suggest(trial, {"x": {"type": "normal"}})
+
+
+# --- sweep.py end to end ----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_study_in_sqlite_resumes_and_its_best_config_trains_again(tmp_path):
+    sweep_dir = tmp_path / "study"
+    run_sweep(sweep_dir, "sweep.n_trials=3", "sweep.study_name=s")
+    study = load(sweep_dir, "s")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    rows = read_csv(sweep_dir / "trials.csv")
+    assert [r["number"] for r in rows] == ["0", "1", "2"]
+    assert {r["model"] for r in rows} <= {"lstm", "gru"}
+    assert all(float(r["val_mse"]) == pytest.approx(float(r["value"])) for r in rows)
+    for trial in study.trials:
+        assert (sweep_dir / "trials" / str(trial.number) / "metrics.json").is_file()
+
+    # same study name: the study is loaded, not replaced; its trials grow to the new n_trials
+    run_sweep(sweep_dir, "sweep.n_trials=4", "sweep.study_name=s")
+    assert len(optuna.get_all_study_names(f"sqlite:///{sweep_dir / 'study.db'}")) == 1
+    study = load(sweep_dir, "s")
+    assert [t.number for t in study.trials] == [0, 1, 2, 3]
+    assert len(read_csv(sweep_dir / "trials.csv")) == 4
+
+    best = json.loads((sweep_dir / "best.json").read_text())
+    assert best["number"] == study.best_trial.number
+    assert best["value"] == study.best_value
+    # best.yaml is a config train.py accepts, and it gives the best trial's result again
+    result = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "--config-dir",
+            str(sweep_dir),
+            "--config-name",
+            "best",
+            f"hydra.run.dir={tmp_path / 'again'}",
+        ],
+        cwd=ROOT,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    again = json.loads((tmp_path / "again" / "metrics.json").read_text())
+    assert again["val_mse"] == study.best_value
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_sqlite_study_without_duplicates(tmp_path):
+    sweep_dir = tmp_path / "shared"
+    command = sweep_command(sweep_dir, "sweep.n_trials=4", "sweep.study_name=w")
+    workers = [
+        subprocess.Popen(
+            command, cwd=ROOT, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        for _ in range(2)
+    ]
+    for worker in workers:
+        _, stderr = worker.communicate(timeout=600)
+        assert worker.returncode == 0, stderr.decode()[-4000:]
+    trials = load(sweep_dir, "w").trials
+    assert [t.number for t in trials] == [0, 1, 2, 3]
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    output_dirs = [t.user_attrs["output_dir"] for t in trials]
+    assert len(set(output_dirs)) == 4
+    assert sorted(os.listdir(sweep_dir / "trials")) == ["0", "1", "2", "3"]
+    assert len({t.user_attrs["worker"] for t in trials}) == 2  # both workers took trials
+
+
+# --- forecast.sweep in-process: pruned, failed, PostgreSQL ------------------------------------
+
+
+def study_in_process(tmp_path, *overrides: str, name: str = "p") -> optuna.Study:
+    """run_study as sweep.py calls it; sweep.* overrides configure the study, the others the
+    trials."""
+    own = [o for o in overrides if o.lstrip("+~").startswith("sweep.")]
+    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+        cfg = compose(config_name="sweep", overrides=[f"sweep.study_name={name}", *own])
+        return run_study(
+            cfg.sweep,
+            lambda o: compose(config_name="config", overrides=o),
+            [*TINY, *(o for o in overrides if o not in own)],
+            tmp_path / "sweep",
+        )
+
+
+@pytest.mark.slow
+def test_pruned_trial_shows_as_pruned(tmp_path):
+    # every value is above the threshold, so the pruner stops the trial after its first epoch
+    study = study_in_process(
+        tmp_path,
+        "sweep.n_trials=1",
+        "sweep.pruner._target_=optuna.pruners.ThresholdPruner",
+        "~sweep.pruner.n_startup_trials",
+        "~sweep.pruner.n_warmup_steps",
+        "+sweep.pruner.upper=0.0",
+        "~sweep.space",
+        "+sweep.space={model.hidden_size:{type:int,low:4,high:8}}",
+    )
+    (trial,) = study.trials
+    assert trial.state == TrialState.PRUNED
+    assert list(trial.intermediate_values) == [0]  # reported once, by our callback
+    rows = read_csv(tmp_path / "sweep" / "trials.csv")
+    assert rows[0]["state"] == "PRUNED"
+    assert not (tmp_path / "sweep" / "best.yaml").exists()  # no completed trial
+
+
+@pytest.mark.slow
+def test_failing_trial_is_recorded_with_its_error_and_the_study_goes_on(tmp_path):
+    # lookback 9000 does not fit ETTh1's validation part: DataError in that trial only
+    study = study_in_process(
+        tmp_path,
+        "sweep.n_trials=2",
+        "sweep.sampler._target_=optuna.samplers.BruteForceSampler",
+        "sweep.sampler.seed=0",
+        "~sweep.space",
+        "+sweep.space={data.lookback:{type:categorical,choices:[48,9000]}}",
+    )
+    states = {t.params["data.lookback"]: t for t in study.trials}
+    assert states[9000].state == TrialState.FAIL
+    assert "DataError" in states[9000].user_attrs["error"]
+    assert states[48].state == TrialState.COMPLETE
+    rows = {r["data.lookback"]: r for r in read_csv(tmp_path / "sweep" / "trials.csv")}
+    assert rows["9000"]["state"] == "FAIL" and "DataError" in rows["9000"]["error"]
+    assert (tmp_path / "sweep" / "best.yaml").is_file()
+
+
+def test_a_multi_process_trainer_is_refused_before_any_trial(tmp_path):
+    with pytest.raises(ValueError, match="start several sweep.py workers"):
+        study_in_process(tmp_path, "trainer=ddp")
+
+
+POSTGRES_URL = os.environ.get("FORECAST_TEST_POSTGRES_URL")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not POSTGRES_URL,
+    reason="no PostgreSQL server: set FORECAST_TEST_POSTGRES_URL (e.g. "
+    "postgresql+psycopg2://postgres@127.0.0.1:5432/forecast_test); .ci/run starts one",
+)
+def test_study_in_postgresql(tmp_path):
+    name = f"pg-{uuid.uuid4().hex[:8]}"
+    overrides = [
+        f"sweep.storage={POSTGRES_URL}",
+        "~sweep.space",
+        "+sweep.space={model.hidden_size:{type:int,low:4,high:8}}",
+    ]
+    study_in_process(tmp_path / "a", "sweep.n_trials=1", *overrides, name=name)
+    study_in_process(tmp_path / "b", "sweep.n_trials=2", *overrides, name=name)  # resumes
+    study = optuna.load_study(study_name=name, storage=POSTGRES_URL)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    assert not (tmp_path / "a" / "sweep" / "study.db").exists()
+    optuna.delete_study(study_name=name, storage=POSTGRES_URL)
