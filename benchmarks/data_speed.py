@@ -96,13 +96,14 @@ def rss_mb(field: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
 
-def child(*args: str) -> dict:
+def child(*args: str, script: str = __file__) -> dict:
+    """Run `script` (this one by default) in a fresh process; returns the JSON it prints last."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
     out = subprocess.run(
-        [sys.executable, __file__, *args], cwd=ROOT, env=env, capture_output=True, text=True
+        [sys.executable, script, *args], cwd=ROOT, env=env, capture_output=True, text=True
     )
     if out.returncode != 0:
         raise SystemExit(f"case {args} failed:\n{out.stderr[-3000:]}")

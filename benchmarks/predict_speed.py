@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout: python benchmarks/predict_speed.py
 
-from data_speed import generate_long, rss_mb  # noqa: E402
+from data_speed import child, generate_long, rss_mb  # noqa: E402
 
 ENGINES = ("torchscript", "onnx")
 LOOKBACK, HORIZON = 96, 48
@@ -65,19 +64,6 @@ def measure(model: str, path: str, engine: str) -> dict:
     }
 
 
-def child(*args: str) -> dict:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    out = subprocess.run(
-        [sys.executable, __file__, *args], cwd=ROOT, env=env, capture_output=True, text=True
-    )
-    if out.returncode != 0:
-        raise SystemExit(f"case {args} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes")
@@ -97,7 +83,7 @@ def main() -> None:
             path = Path(tmp) / f"series{n}.parquet"
             generate_long(path, n, length)
             for engine in ENGINES:
-                r = child("--child", str(model), str(path), engine)
+                r = child("--child", str(model), str(path), engine, script=__file__)
                 print(
                     f"{n:>8}{engine:>13}{r['seconds']:>9.2f}{r['series_per_s']:>11,.0f}"
                     f"{r['peak_rss_mb']:>13.0f}",

@@ -1,4 +1,7 @@
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,3 +27,25 @@ def shared_data() -> Path:
             pytest.fail(message)
         pytest.skip(message + "; set FORECAST_DATA_DIR to their folder to run this test")
     return found
+
+
+def run_script(*args: str, keep_data_dir: bool = False, timeout: float = 600):
+    """Run one of the entry scripts (train.py, predict.py, sweep.py) from the project root.
+
+    Without `keep_data_dir`, FORECAST_DATA_DIR is dropped so the run uses the shipped ETTh1.
+    Fails the test, showing the end of stderr, when the script fails.
+    """
+    env = dict(os.environ)
+    if not keep_data_dir:
+        env.pop("FORECAST_DATA_DIR", None)
+    result = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+def run_train(run_dir: Path, *overrides: str) -> dict:
+    """train.py into `run_dir`; returns its metrics.json."""
+    run_script("train.py", f"hydra.run.dir={run_dir}", *overrides)
+    return json.loads((run_dir / "metrics.json").read_text())

@@ -8,15 +8,11 @@ about 1e-4 relative (tested at 1e-3). Where the windows split evenly, nothing is
 agree to float rounding (tested at 1e-6).
 """
 
-import json
 import math
-import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests import conftest
 
 pytestmark = pytest.mark.slow
 
@@ -32,17 +28,7 @@ METRICS = ("mse", "mae", "rmse", "smape", "mase")
 
 
 def run_train(run_dir, *overrides: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "FORECAST_DATA_DIR"}
-    result = subprocess.run(
-        [sys.executable, "train.py", f"hydra.run.dir={run_dir}", *TINY, *overrides],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    return json.loads((run_dir / "metrics.json").read_text())
+    return conftest.run_train(run_dir, *TINY, *overrides)
 
 
 def assert_same(first: dict, second: dict, splits: tuple[str, ...], rel: float) -> None:

@@ -2,42 +2,29 @@
 
 import csv
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import run_script
 
 pytestmark = pytest.mark.slow
 
 
 def test_multirun_over_the_three_models_writes_one_summary_row_each(tmp_path):
     sweep_dir = tmp_path / "grid"
-    env = {k: v for k, v in os.environ.items() if k != "FORECAST_DATA_DIR"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "train.py",
-            "-m",
-            f"hydra.sweep.dir={sweep_dir}",
-            "model=lstm,lstmp,gru",
-            "model.num_layers=1",  # default sizes: lstmp's projection must fit its hidden size
-            "trainer.max_epochs=1",
-            "trainer.limit_train_batches=2",
-            "+trainer.limit_val_batches=2",
-            "+trainer.limit_test_batches=2",
-            "data.batch_size=16",
-            "data.eval_batch_size=16",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    run_script(
+        "train.py",
+        "-m",
+        f"hydra.sweep.dir={sweep_dir}",
+        "model=lstm,lstmp,gru",
+        "model.num_layers=1",  # default sizes: lstmp's projection must fit its hidden size
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "+trainer.limit_val_batches=2",
+        "+trainer.limit_test_batches=2",
+        "data.batch_size=16",
+        "data.eval_batch_size=16",
     )
-    assert result.returncode == 0, result.stderr[-4000:]
     with open(sweep_dir / "summary.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(r["job"], r["model"], r["status"]) for r in rows] == [

@@ -11,7 +11,7 @@ import pytest
 
 from forecast import predict as P
 from forecast.metrics import smape
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_script
 
 pytestmark = pytest.mark.slow
 
@@ -19,14 +19,7 @@ TINY = ["trainer.max_epochs=1", "trainer.limit_train_batches=3", "model.hidden_s
 
 
 def train(run_dir, *overrides):
-    result = subprocess.run(
-        [sys.executable, "train.py", f"hydra.run.dir={run_dir}", *TINY, *overrides],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_script("train.py", f"hydra.run.dir={run_dir}", *TINY, *overrides)
     return run_dir
 
 

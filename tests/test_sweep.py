@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_dir
 from optuna.trial import TrialState
 
 from forecast.sweep import merge_overrides, override, run_study, suggest
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_script
 
 TINY = [
     "trainer.max_epochs=1",
@@ -46,15 +46,7 @@ def clean_env() -> dict[str, str]:
 
 
 def run_sweep(sweep_dir, *overrides: str) -> None:
-    result = subprocess.run(
-        sweep_command(sweep_dir, *overrides),
-        cwd=ROOT,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
+    run_script(*sweep_command(sweep_dir, *overrides)[1:])
 
 
 def load(sweep_dir, name: str) -> optuna.Study:
@@ -120,23 +112,14 @@ def test_study_in_sqlite_resumes_and_its_best_config_trains_again(tmp_path):
     assert best["number"] == study.best_trial.number
     assert best["value"] == study.best_value
     # best.yaml is a config train.py accepts, and it gives the best trial's result again
-    result = subprocess.run(
-        [
-            sys.executable,
-            "train.py",
-            "--config-dir",
-            str(sweep_dir),
-            "--config-name",
-            "best",
-            f"hydra.run.dir={tmp_path / 'again'}",
-        ],
-        cwd=ROOT,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
+    run_script(
+        "train.py",
+        "--config-dir",
+        str(sweep_dir),
+        "--config-name",
+        "best",
+        f"hydra.run.dir={tmp_path / 'again'}",
     )
-    assert result.returncode == 0, result.stderr[-4000:]
     again = json.loads((tmp_path / "again" / "metrics.json").read_text())
     assert again["val_mse"] == study.best_value
 

@@ -3,9 +3,6 @@
 import csv
 import json
 import math
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,7 +10,7 @@ import torch
 import yaml
 
 from forecast.export import ExportedModel
-from tests.conftest import ROOT
+from tests import conftest
 
 pytestmark = pytest.mark.slow
 
@@ -26,17 +23,7 @@ SMALL = [
 
 
 def run_train(run_dir, *overrides: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "FORECAST_DATA_DIR"}  # use the shipped copy
-    result = subprocess.run(
-        [sys.executable, "train.py", f"hydra.run.dir={run_dir}", *SMALL, *overrides],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    return json.loads((run_dir / "metrics.json").read_text())
+    return conftest.run_train(run_dir, *SMALL, *overrides)
 
 
 @pytest.mark.parametrize("model", ["lstm", "lstmp", "gru"])

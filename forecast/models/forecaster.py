@@ -17,12 +17,13 @@ LOSSES = ("mse", "mae", "huber", "quantile")
 class Forecaster(pl.LightningModule):
     """Maps batch["x"] [B, lookback, C] (scaled) to a forecast of batch["y"] [B, horizon, C].
 
-    Network options are ForecastNet's. `loss="quantile"` makes the network emit one forecast per
-    entry of `quantiles`, trained with the pinball loss; its point forecast is the median (the
-    quantile nearest 0.5). Metrics are kept on the scaled values and, through the data scaler's
-    mean and scale (`set_scaler`), on the original ones. The scaler table is [groups, channels]:
-    one group for one scaler over all series, one per series (picked by `batch["series"]`)
-    otherwise; `batch["channel"]` picks the channel of a channel-independent batch.
+    `net_options` are ForecastNet's (cell, impl, hidden_size, segment_len, ...).
+    `loss="quantile"` makes the network emit one forecast per entry of `quantiles`, trained with
+    the pinball loss; its point forecast is the median (the quantile nearest 0.5). Metrics are
+    kept on the scaled values and, through the data scaler's mean and scale (`set_scaler`), on
+    the original ones. The scaler table is [groups, channels]: one group for one scaler over all
+    series, one per series (picked by `batch["series"]`) otherwise; `batch["channel"]` picks the
+    channel of a channel-independent batch.
     """
 
     def __init__(
@@ -30,20 +31,6 @@ class Forecaster(pl.LightningModule):
         n_channels: int,
         lookback: int,
         horizon: int,
-        cell: str = "lstm",
-        impl: str = "torch",
-        hidden_size: int = 128,
-        num_layers: int = 1,
-        proj_size: int = 0,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
-        segment_len: int = 1,
-        decoder: str = "direct",
-        embed_size: int | None = None,
-        channel_independent: bool = True,
-        revin: bool = True,
-        highway: bool = True,
-        head_dropout: float = 0.0,
         loss: str = "mse",
         huber_delta: float = 1.0,
         quantiles: Sequence[float] = (0.1, 0.5, 0.9),
@@ -51,6 +38,7 @@ class Forecaster(pl.LightningModule):
         scaler_shape: Sequence[int] | None = None,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., object] | None = None,
+        **net_options,
     ):
         super().__init__()
         if loss not in LOSSES:
@@ -58,24 +46,7 @@ class Forecaster(pl.LightningModule):
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
         self.quantiles = tuple(float(q) for q in quantiles) if loss == "quantile" else ()
         self.net = ForecastNet(
-            n_channels,
-            lookback,
-            horizon,
-            cell=cell,
-            impl=impl,
-            hidden_size=hidden_size,
-            num_layers=num_layers,
-            proj_size=proj_size,
-            dropout=dropout,
-            bidirectional=bidirectional,
-            segment_len=segment_len,
-            decoder=decoder,
-            embed_size=embed_size,
-            channel_independent=channel_independent,
-            revin=revin,
-            highway=highway,
-            head_dropout=head_dropout,
-            n_quantiles=max(len(self.quantiles), 1),
+            n_channels, lookback, horizon, n_quantiles=max(len(self.quantiles), 1), **net_options
         )
         self.median = (
             min(range(len(self.quantiles)), key=lambda i: abs(self.quantiles[i] - 0.5))
