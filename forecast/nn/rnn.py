@@ -128,8 +128,7 @@ class _RecurrentBase(nn.Module):
             return self._forward_packed(input, states)
         if input.dim() not in (2, 3):
             raise ValueError(
-                f"{type(self).__name__}: Expected input to be 2D or 3D, got {input.dim()}D "
-                "input instead"
+                f"{type(self).__name__}: Expected input to be 2D or 3D, got {input.dim()}D instead"
             )
         batched = input.dim() == 3
         if not batched:
@@ -198,9 +197,11 @@ class _RecurrentBase(nn.Module):
         return [x.new_zeros(size) for size in self._state_sizes(batch)]
 
     def _check_input(self, x: Tensor) -> None:
-        if not torch.jit.is_tracing() and x.dtype != self.weight_ih_l0.dtype:
+        weight_dtype = self.weight_ih_l0.dtype
+        if not torch.jit.is_tracing() and x.dtype != weight_dtype:
             raise ValueError(
-                f"input must have the type {self.weight_ih_l0.dtype}, got type {x.dtype}"
+                f"RNN input dtype ({x.dtype}) does not match weight dtype ({weight_dtype}). "
+                f"Convert input: input.to({weight_dtype}), or convert model: model.to({x.dtype})"
             )
         if x.size(-1) != self.input_size:
             raise RuntimeError(
