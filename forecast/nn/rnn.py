@@ -17,7 +17,30 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import PackedSequence
 
-from forecast.nn import loops
+from forecast.nn import cells, loops
+from forecast.nn.manual_backward import GRULayer, LSTMLayer
+
+
+def _loop_kind(module: nn.Module, mask: Tensor | None, tensors: list[Tensor | None]) -> str:
+    """Which layer loop to run: "plain", "scripted" or "manual" (hand-written backward)."""
+    if _plain_loop_wanted():
+        return "plain"
+    # the hand-written backward does not handle the step mask of packed input
+    if module.manual_backward and mask is None and _wants_grad(tensors):
+        return "manual"
+    return "scripted"
+
+
+def _packed_for_inference(args: list[Tensor | None], batch: int) -> Tensor | None:
+    """oneDNN-packed W_hh (args[3] for LSTM, args[2] for GRU) when no gradient is wanted."""
+    if _wants_grad(args):
+        return None
+    weight = args[3] if len(args) == 5 else args[2]
+    return cells.pack_weight(weight, batch)
+
+
+def _wants_grad(tensors: list[Tensor | None]) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
 def _plain_loop_wanted() -> bool:
@@ -34,6 +57,9 @@ class _RecurrentBase(nn.Module):
     """What LSTM and GRU share: parameters, argument checks, packing, the layer stack."""
 
     gates: int  # gate blocks stacked in weight_ih / weight_hh: 4 for LSTM, 3 for GRU
+    # Train with the hand-written backward (faster); False falls back to autograd through the
+    # compiled loop. Either gives the same gradients.
+    manual_backward: bool = True
 
     def __init__(
         self,
@@ -252,16 +278,22 @@ class LSTM(_RecurrentBase):
         # Both biases are added outside the gate nonlinearities, so fold them into one.
         bias = None if b_ih is None else b_ih + b_hh
         xw = F.linear(x, self._param("weight_ih", layer, suffix), bias)  # [T, B, 4H]
-        loop = loops.lstm_layer if _plain_loop_wanted() else loops.lstm_layer_scripted
-        out, h, c = loop(
+        args = [
             xw,
             states[0],
             states[1],
             self._param("weight_hh", layer, suffix),
             self._param("weight_hr", layer, suffix),
-            suffix == "_reverse",
-            mask,
-        )
+        ]
+        reverse = suffix == "_reverse"
+        kind = _loop_kind(self, mask, args)
+        if kind == "manual":
+            out, h, c = LSTMLayer.apply(*args, reverse)
+        elif kind == "plain":
+            out, h, c = loops.lstm_layer(*args, reverse, mask)
+        else:
+            packed = _packed_for_inference(args, x.size(1))
+            out, h, c = loops.lstm_layer_scripted(*args, reverse, mask, packed)
         return out, (h, c)
 
 
@@ -309,15 +341,21 @@ class GRU(_RecurrentBase):
         xw = F.linear(
             x, self._param("weight_ih", layer, suffix), self._param("bias_ih", layer, suffix)
         )  # [T, B, 3H]
-        loop = loops.gru_layer if _plain_loop_wanted() else loops.gru_layer_scripted
-        out, h = loop(
+        args = [
             xw,
             states[0],
             self._param("weight_hh", layer, suffix),
             self._param("bias_hh", layer, suffix),
-            suffix == "_reverse",
-            mask,
-        )
+        ]
+        reverse = suffix == "_reverse"
+        kind = _loop_kind(self, mask, args)
+        if kind == "manual":
+            out, h = GRULayer.apply(*args, reverse)
+        elif kind == "plain":
+            out, h = loops.gru_layer(*args, reverse, mask)
+        else:
+            packed = _packed_for_inference(args, x.size(1))
+            out, h = loops.gru_layer_scripted(*args, reverse, mask, packed)
         return out, (h,)
 
 
