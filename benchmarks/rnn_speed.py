@@ -6,8 +6,9 @@
 
 Columns: milliseconds per call, median of the repeats after warm-up; `fwd` is a forward pass
 under no_grad, `f+b` a forward pass plus the backward of `output.sum()`; `ratio` is ours over
-torch's (lower is better, <1 means ours is faster). "naive" steps textbook cells in a Python loop
-(input projection inside the loop, no compilation), for contrast.
+torch's (lower is better, <1 means ours is faster). "ours autograd" is our fallback (autograd
+through the compiled loop instead of the hand-written backward). "naive" steps textbook cells
+in a Python loop (input projection inside the loop, no compilation), for contrast.
 """
 
 import argparse
@@ -98,30 +99,42 @@ def measure(module: nn.Module, x: torch.Tensor, warmup: int, repeats: int) -> tu
     return median_ms(forward, warmup, repeats), median_ms(forward_backward, warmup, repeats)
 
 
-def table(quick: bool, repeats: int) -> str:
-    sizes = QUICK_SIZES if quick else FULL_SIZES
+HEADER = (
+    "| cell | batch x length x input -> hidden, layers | fwd ours | fwd torch | fwd ratio "
+    "| fwd naive | f+b ours | f+b torch | f+b ratio | f+b ours autograd | f+b naive |"
+)
+
+
+def row(cell: str, size: tuple[int, ...], quick: bool, repeats: int) -> str:
+    batch, length, input_size, hidden, layers = size
     warmup = 1 if quick else 3
-    header = (
-        "| cell | batch x length x input -> hidden, layers | fwd ours | fwd torch | fwd ratio "
-        "| fwd naive | f+b ours | f+b torch | f+b ratio | f+b naive |"
+    torch.manual_seed(0)
+    x = torch.randn(batch, length, input_size)
+    ms = {}
+    for impl in ("custom", "torch"):
+        ms[impl] = measure(build(cell, impl, input_size, hidden, layers), x, warmup, repeats)
+    fallback = build(cell, "custom", input_size, hidden, layers)
+    fallback.manual_backward = False  # autograd through the compiled loop
+    ms["autograd"] = measure(fallback, x, warmup, repeats)
+    # the naive loop is only there for contrast: one warm-up and few repeats keep the run short
+    ms["naive"] = measure(build(cell, "naive", input_size, hidden, layers), x, 1, 1 + repeats // 4)
+    (fo, bo), (ft, bt), (_, ba), (fn, bn) = (
+        ms[k] for k in ("custom", "torch", "autograd", "naive")
     )
-    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    name = f"{batch}x{length}x{input_size} -> {hidden}, {layers}"
+    return (
+        f"| {cell} | {name} | {fo:.2f} | {ft:.2f} | {fo / ft:.2f} | {fn:.2f} "
+        f"| {bo:.2f} | {bt:.2f} | {bo / bt:.2f} | {ba:.2f} | {bn:.2f} |"
+    )
+
+
+def print_table(quick: bool, repeats: int) -> None:
+    """Print the table a row at a time, so a long run shows progress."""
+    print(HEADER)
+    print("|" + "---|" * (HEADER.count("|") - 1), flush=True)
     for cell in CELLS:
-        for batch, length, input_size, hidden, layers in sizes:
-            torch.manual_seed(0)
-            x = torch.randn(batch, length, input_size)
-            ms = {}
-            for impl in ("custom", "torch", "naive"):
-                # the naive loop is only there for contrast: fewer repeats keep the run short
-                n = repeats if impl != "naive" else max(1, repeats // 2)
-                ms[impl] = measure(build(cell, impl, input_size, hidden, layers), x, warmup, n)
-            (fo, bo), (ft, bt), (fn, bn) = ms["custom"], ms["torch"], ms["naive"]
-            size = f"{batch}x{length}x{input_size} -> {hidden}, {layers}"
-            lines.append(
-                f"| {cell} | {size} | {fo:.1f} | {ft:.1f} | {fo / ft:.2f} | {fn:.1f} "
-                f"| {bo:.1f} | {bt:.1f} | {bo / bt:.2f} | {bn:.1f} |"
-            )
-    return "\n".join(lines)
+        for size in QUICK_SIZES if quick else FULL_SIZES:
+            print(row(cell, size, quick, repeats), flush=True)
 
 
 def malloc_compare(argv: list[str]) -> None:
@@ -136,18 +149,22 @@ def malloc_compare(argv: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat")
-    parser.add_argument("--repeats", type=int, default=7, help="timed runs per figure")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per figure")
     parser.add_argument(
         "--malloc-compare", action="store_true", help="run with glibc defaults and tuned malloc"
     )
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
     args = parser.parse_args()
     passthrough = ["--quick"] if args.quick else ["--repeats", str(args.repeats)]
+    if args.threads:
+        passthrough += ["--threads", str(args.threads)]
+        torch.set_num_threads(args.threads)
     if args.malloc_compare:
         malloc_compare(passthrough)
         return
     repeats = 1 if args.quick else args.repeats
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, ms per call (median)")
-    print(table(args.quick, repeats), flush=True)
+    print_table(args.quick, repeats)
 
 
 if __name__ == "__main__":

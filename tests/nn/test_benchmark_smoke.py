@@ -16,4 +16,4 @@ def test_quick_benchmark_prints_a_row_per_cell():
     assert [row.split("|")[1].strip() for row in rows[1:]] == ["lstm", "lstmp", "gru"]
     for row in rows[1:]:
         figures = [float(cell) for cell in row.strip("|").split("|")[2:]]
-        assert len(figures) == 8 and all(f > 0 for f in figures)
+        assert len(figures) == 9 and all(f > 0 for f in figures)
