@@ -5,7 +5,10 @@ shapes (batched, unbatched, `batch_first`, `PackedSequence`) and error messages 
 `torch.nn.LSTM` / `torch.nn.GRU`, so a state dict loads both ways with `strict=True`.
 
 The work happens in plain torch ops: per layer and direction, one matrix product projects the
-inputs of every time step, then a compiled loop (`loops.py`) does the recurrence.
+inputs of every time step, then a TorchScript loop does the recurrence: `loops.py` (autograd
+through the loop: packed input, and the `manual_backward = False` fallback) or
+`manual_backward.py` (training on unpacked input, the default). Tracing, ONNX export and
+torch.compile see the same loop as plain eager ops.
 """
 
 import math
@@ -31,12 +34,11 @@ def _loop_kind(module: nn.Module, mask: Tensor | None, tensors: list[Tensor | No
     return "scripted"
 
 
-def _packed_for_inference(args: list[Tensor | None], batch: int) -> Tensor | None:
-    """oneDNN-packed W_hh (args[3] for LSTM, args[2] for GRU) when no gradient is wanted."""
+def _packed_for_inference(args: list[Tensor | None], w_hh: Tensor, batch: int) -> Tensor | None:
+    """oneDNN-packed W_hh when no gradient flows through `args` (oneDNN's op has no autograd)."""
     if _wants_grad(args):
         return None
-    weight = args[3] if len(args) == 5 else args[2]
-    return cells.pack_weight(weight, batch)
+    return cells.pack_weight(w_hh, batch)
 
 
 def _wants_grad(tensors: list[Tensor | None]) -> bool:
@@ -292,7 +294,7 @@ class LSTM(_RecurrentBase):
         elif kind == "plain":
             out, h, c = loops.lstm_layer(*args, reverse, mask)
         else:
-            packed = _packed_for_inference(args, x.size(1))
+            packed = _packed_for_inference(args, args[3], x.size(1))
             out, h, c = loops.lstm_layer_scripted(*args, reverse, mask, packed)
         return out, (h, c)
 
@@ -354,7 +356,7 @@ class GRU(_RecurrentBase):
         elif kind == "plain":
             out, h = loops.gru_layer(*args, reverse, mask)
         else:
-            packed = _packed_for_inference(args, x.size(1))
+            packed = _packed_for_inference(args, args[2], x.size(1))
             out, h = loops.gru_layer_scripted(*args, reverse, mask, packed)
         return out, (h,)
 

@@ -7,6 +7,8 @@ import torch
 from rnn_helpers import CELLS, flat_states, initial_state, make_pair
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from forecast.nn import cells
+
 INPUT, HIDDEN, BATCH, STEPS = 3, 6, 4, 5
 LENGTHS = [3, 5, 1, 4]  # unequal and unsorted, so packing must reorder
 
@@ -155,3 +157,17 @@ def test_packed_output_keeps_torchs_packing():
     assert torch.equal(out.sorted_indices, ref_out.sorted_indices)
     assert torch.equal(out.unsorted_indices, ref_out.unsorted_indices)
     torch.testing.assert_close(out.data, ref_out.data, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("onednn", (True, False), ids=("onednn", "addmm"))
+@pytest.mark.parametrize("cell", CELLS)
+def test_float32_inference_and_training_with_and_without_onednn(cell, onednn, monkeypatch):
+    # float32 on CPU is where the recurrent product may go through oneDNN's prepacked weight
+    monkeypatch.setattr(cells, "ONEDNN", [onednn and cells.ONEDNN[0]])
+    with torch.no_grad():
+        ours, ref = make_pair(cell, INPUT, HIDDEN, dtype=torch.float32, num_layers=2)
+        x = torch.randn(STEPS, BATCH, INPUT)
+        expected = run(ref, x, None, "batched", False)
+        for a, b in zip(run(ours, x, None, "batched", False), expected, strict=True):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    assert_parity(cell, "batched", torch.float32, 1e-5, num_layers=2)
