@@ -3,8 +3,14 @@
 Autograd through a step loop records ~10 nodes per step and replays them one by one, and it
 accumulates the weight gradients one step at a time. Here the forward saves the gate
 activations, and the backward is one reverse loop of a handful of elementwise kernels plus
-`dgates @ W_hh`; every factor that does not depend on the recurrence is computed for all steps
-at once before the loop, and the weight gradients are single matrix products over all steps.
+`dgates @ W_hh`, and the weight gradients are single matrix products over all steps. (The GRU
+backward computes its few gate factors for all steps at once before the loop; for the LSTM,
+whose factors are more numerous, that measured slower than per-step work on cache-resident
+tensors, so its loop computes them step by step.)
+
+Both are faster than autograd once glibc stops returning memory to the OS after every large
+buffer (MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_, see BENCHMARKS_rnn.md); under glibc's
+defaults the page faults on the saved buffers can cost more than the backward saves.
 
 Only the recurrence is covered (input xw, initial state, W_hh, W_hr, b_hh for GRU); the input
 projection `xw = x @ W_ih^T + b` stays in autograd, where it is one matrix product anyway. These
