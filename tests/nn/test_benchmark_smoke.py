@@ -9,7 +9,10 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "rnn_speed.py"
 
 def test_quick_benchmark_prints_a_row_per_cell():
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick"], capture_output=True, text=True, timeout=120
+        [sys.executable, str(SCRIPT), "--quick", "--threads", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
