@@ -14,15 +14,34 @@ from torch import Tensor
 from torch.nn import functional as F
 
 
+def matmul_add(x: Tensor, other: Tensor, w_t: Tensor, packed: Tensor | None) -> Tensor:
+    """other + x @ w_t, through oneDNN with a prepacked weight where `packed` is given.
+
+    `packed` comes from `pack_weight(w_t.t())`. On CPUs where MKL's small GEMMs are slow
+    (measured on AMD EPYC: 80 us against oneDNN's 43 us for [64, 128] @ [128, 512]) this halves
+    the cost of the recurrent product, which dominates the loop. oneDNN's op has no autograd
+    formula: pass `packed` only where no gradient flows through this product.
+    """
+    if packed is None:
+        return torch.addmm(other, x, w_t)
+    return torch.ops.mkldnn._linear_pointwise(x, other, packed, None, "add")
+
+
 def lstm_step(
-    xw: Tensor, h: Tensor, c: Tensor, w_hh_t: Tensor, w_hr_t: Tensor | None
+    xw: Tensor,
+    h: Tensor,
+    c: Tensor,
+    w_hh_t: Tensor,
+    w_hr_t: Tensor | None,
+    packed_hh: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Advance an LSTM by one step.
 
     xw: [B, 4H] input projection plus both biases; h: [B, P] (P = proj_size or H); c: [B, H];
-    w_hh_t: [P, 4H] (the transposed `weight_hh`); w_hr_t: [H, P] or None.
+    w_hh_t: [P, 4H] (the transposed `weight_hh`); w_hr_t: [H, P] or None; packed_hh: see
+    `matmul_add`.
     """
-    gates = torch.addmm(xw, h, w_hh_t)  # [B, 4H]
+    gates = matmul_add(h, xw, w_hh_t, packed_hh)  # [B, 4H]
     i, f, g, o = gates.chunk(4, 1)
     c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
     h = torch.sigmoid(o) * torch.tanh(c)  # [B, H]
@@ -31,16 +50,16 @@ def lstm_step(
     return h, c
 
 
-def gru_step(xw: Tensor, h: Tensor, w_hh_t: Tensor, b_hh: Tensor | None) -> Tensor:
+def gru_step(
+    xw: Tensor, h: Tensor, w_hh_t: Tensor, b_hh: Tensor, packed_hh: Tensor | None = None
+) -> Tensor:
     """Advance a GRU by one step.
 
     xw: [B, 3H] input projection plus `bias_ih`; h: [B, H]; w_hh_t: [H, 3H]; b_hh: [3H] or
-    None. `b_hh` stays out of `xw` because its n part sits inside the reset product.
+    [B, 3H] (zeros for bias=False). `b_hh` stays out of `xw` because its n part sits inside the
+    reset product. packed_hh: see `matmul_add`.
     """
-    if b_hh is None:
-        hw = h.mm(w_hh_t)  # [B, 3H]
-    else:
-        hw = torch.addmm(b_hh, h, w_hh_t)
+    hw = matmul_add(h, b_hh, w_hh_t, packed_hh)  # [B, 3H]
     x_r, x_z, x_n = xw.chunk(3, 1)
     h_r, h_z, h_n = hw.chunk(3, 1)
     r = torch.sigmoid(x_r + h_r)
@@ -77,4 +96,30 @@ def gru_cell(
     b_hh: Tensor | None = None,
 ) -> Tensor:
     """One GRU step from the raw input x: [B, I]; returns h [B, H]."""
+    if b_hh is None:
+        b_hh = w_hh.new_zeros(w_hh.size(0))
     return gru_step(F.linear(x, w_ih, b_ih), h, w_hh.t(), b_hh)
+
+
+def pack_weight(weight: Tensor, batch: int) -> Tensor | None:
+    """`weight` [out, in] prepacked by oneDNN for `matmul_add`, or None where unavailable.
+
+    Only float32 on CPU, and only where the private oneDNN ops exist and agree with addmm.
+    """
+    if not ONEDNN[0] or weight.device.type != "cpu" or weight.dtype != torch.float32:
+        return None
+    return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), batch)
+
+
+def _onednn_works() -> bool:
+    try:
+        x, w, other = torch.randn(3, 4), torch.randn(5, 4), torch.randn(3, 5)
+        packed = torch.ops.mkldnn._reorder_linear_weight(w, 3)
+        got = torch.ops.mkldnn._linear_pointwise(x, other, packed, None, "add")
+        return bool(torch.allclose(got, torch.addmm(other, x, w.t()), atol=1e-5))
+    except (AttributeError, RuntimeError):
+        return False
+
+
+# A one-element list so that tests and users can switch it off: ONEDNN[0] = False.
+ONEDNN = [torch.backends.mkldnn.is_available() and _onednn_works()]

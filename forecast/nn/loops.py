@@ -25,8 +25,12 @@ def lstm_layer(
     w_hr: Tensor | None,
     reverse: bool,
     mask: Tensor | None,
+    packed_hh: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """xw: [T, B, 4H]; h: [B, P]; c: [B, H]. Returns (output [T, B, P], h_T, c_T)."""
+    """xw: [T, B, 4H]; h: [B, P]; c: [B, H]. Returns (output [T, B, P], h_T, c_T).
+
+    packed_hh: `pack_weight(w_hh)`, only where no gradient is wanted (see `matmul_add`).
+    """
     w_hh_t = w_hh.t()  # [P, 4H], a view: addmm reads it transposed without a copy
     w_hr_t: Tensor | None = None
     if w_hr is not None:
@@ -39,7 +43,7 @@ def lstm_layer(
     outputs: list[Tensor] = []
     for i in range(steps):
         t = steps - 1 - i if reverse else i
-        h_next, c_next = lstm_step(xs[t], h, c, w_hh_t, w_hr_t)
+        h_next, c_next = lstm_step(xs[t], h, c, w_hh_t, w_hr_t, packed_hh)
         if mask is None:
             h, c = h_next, c_next
         else:
@@ -58,9 +62,11 @@ def gru_layer(
     b_hh: Tensor | None,
     reverse: bool,
     mask: Tensor | None,
+    packed_hh: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """xw: [T, B, 3H]; h: [B, H]. Returns (output [T, B, H], h_T)."""
+    """xw: [T, B, 3H]; h: [B, H]. Returns (output [T, B, H], h_T). packed_hh: as for LSTM."""
     w_hh_t = w_hh.t()  # [H, 3H]
+    bias = gru_bias(b_hh, w_hh, h.size(0), packed_hh is not None)
     xs = xw.unbind(0)
     masks: list[Tensor] = []
     if mask is not None:
@@ -69,7 +75,7 @@ def gru_layer(
     outputs: list[Tensor] = []
     for i in range(steps):
         t = steps - 1 - i if reverse else i
-        h_next = gru_step(xs[t], h, w_hh_t, b_hh)
+        h_next = gru_step(xs[t], h, w_hh_t, bias, packed_hh)
         if mask is None:
             h = h_next
         else:
@@ -78,6 +84,15 @@ def gru_layer(
     if reverse:
         outputs.reverse()
     return torch.stack(outputs), h
+
+
+def gru_bias(b_hh: Tensor | None, w_hh: Tensor, batch: int, rows: bool) -> Tensor:
+    """b_hh (zeros without bias) as the GRU step adds it: [3H], or [B, 3H] rows for oneDNN."""
+    if b_hh is None:
+        b_hh = torch.zeros(w_hh.size(0), dtype=w_hh.dtype, device=w_hh.device)
+    if rows:
+        return b_hh.expand(batch, b_hh.size(0)).contiguous()
+    return b_hh
 
 
 def _script(fn):

@@ -5,7 +5,10 @@ shapes (batched, unbatched, `batch_first`, `PackedSequence`) and error messages 
 `torch.nn.LSTM` / `torch.nn.GRU`, so a state dict loads both ways with `strict=True`.
 
 The work happens in plain torch ops: per layer and direction, one matrix product projects the
-inputs of every time step, then a compiled loop (`loops.py`) does the recurrence.
+inputs of every time step, then a TorchScript loop does the recurrence: `loops.py` (autograd
+through the loop: packed input, and the `manual_backward = False` fallback) or
+`manual_backward.py` (training on unpacked input, the default). Tracing, ONNX export and
+torch.compile see the same loop as plain eager ops.
 """
 
 import math
@@ -17,7 +20,29 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import PackedSequence
 
-from forecast.nn import loops
+from forecast.nn import cells, loops
+from forecast.nn.manual_backward import GRULayer, LSTMLayer
+
+
+def _loop_kind(module: nn.Module, mask: Tensor | None, tensors: list[Tensor | None]) -> str:
+    """Which layer loop to run: "plain", "scripted" or "manual" (hand-written backward)."""
+    if _plain_loop_wanted():
+        return "plain"
+    # the hand-written backward does not handle the step mask of packed input
+    if module.manual_backward and mask is None and _wants_grad(tensors):
+        return "manual"
+    return "scripted"
+
+
+def _packed_for_inference(args: list[Tensor | None], w_hh: Tensor, batch: int) -> Tensor | None:
+    """oneDNN-packed W_hh when no gradient flows through `args` (oneDNN's op has no autograd)."""
+    if _wants_grad(args):
+        return None
+    return cells.pack_weight(w_hh, batch)
+
+
+def _wants_grad(tensors: list[Tensor | None]) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
 def _plain_loop_wanted() -> bool:
@@ -34,6 +59,9 @@ class _RecurrentBase(nn.Module):
     """What LSTM and GRU share: parameters, argument checks, packing, the layer stack."""
 
     gates: int  # gate blocks stacked in weight_ih / weight_hh: 4 for LSTM, 3 for GRU
+    # Train with the hand-written backward (faster); False falls back to autograd through the
+    # compiled loop. Either gives the same gradients.
+    manual_backward: bool = True
 
     def __init__(
         self,
@@ -128,8 +156,7 @@ class _RecurrentBase(nn.Module):
             return self._forward_packed(input, states)
         if input.dim() not in (2, 3):
             raise ValueError(
-                f"{type(self).__name__}: Expected input to be 2D or 3D, got {input.dim()}D "
-                "input instead"
+                f"{type(self).__name__}: Expected input to be 2D or 3D, got {input.dim()}D instead"
             )
         batched = input.dim() == 3
         if not batched:
@@ -198,9 +225,11 @@ class _RecurrentBase(nn.Module):
         return [x.new_zeros(size) for size in self._state_sizes(batch)]
 
     def _check_input(self, x: Tensor) -> None:
-        if not torch.jit.is_tracing() and x.dtype != self.weight_ih_l0.dtype:
+        weight_dtype = self.weight_ih_l0.dtype
+        if not torch.jit.is_tracing() and x.dtype != weight_dtype:
             raise ValueError(
-                f"input must have the type {self.weight_ih_l0.dtype}, got type {x.dtype}"
+                f"RNN input dtype ({x.dtype}) does not match weight dtype ({weight_dtype}). "
+                f"Convert input: input.to({weight_dtype}), or convert model: model.to({x.dtype})"
             )
         if x.size(-1) != self.input_size:
             raise RuntimeError(
@@ -251,16 +280,22 @@ class LSTM(_RecurrentBase):
         # Both biases are added outside the gate nonlinearities, so fold them into one.
         bias = None if b_ih is None else b_ih + b_hh
         xw = F.linear(x, self._param("weight_ih", layer, suffix), bias)  # [T, B, 4H]
-        loop = loops.lstm_layer if _plain_loop_wanted() else loops.lstm_layer_scripted
-        out, h, c = loop(
+        args = [
             xw,
             states[0],
             states[1],
             self._param("weight_hh", layer, suffix),
             self._param("weight_hr", layer, suffix),
-            suffix == "_reverse",
-            mask,
-        )
+        ]
+        reverse = suffix == "_reverse"
+        kind = _loop_kind(self, mask, args)
+        if kind == "manual":
+            out, h, c = LSTMLayer.apply(*args, reverse)
+        elif kind == "plain":
+            out, h, c = loops.lstm_layer(*args, reverse, mask)
+        else:
+            packed = _packed_for_inference(args, args[3], x.size(1))
+            out, h, c = loops.lstm_layer_scripted(*args, reverse, mask, packed)
         return out, (h, c)
 
 
@@ -308,15 +343,21 @@ class GRU(_RecurrentBase):
         xw = F.linear(
             x, self._param("weight_ih", layer, suffix), self._param("bias_ih", layer, suffix)
         )  # [T, B, 3H]
-        loop = loops.gru_layer if _plain_loop_wanted() else loops.gru_layer_scripted
-        out, h = loop(
+        args = [
             xw,
             states[0],
             self._param("weight_hh", layer, suffix),
             self._param("bias_hh", layer, suffix),
-            suffix == "_reverse",
-            mask,
-        )
+        ]
+        reverse = suffix == "_reverse"
+        kind = _loop_kind(self, mask, args)
+        if kind == "manual":
+            out, h = GRULayer.apply(*args, reverse)
+        elif kind == "plain":
+            out, h = loops.gru_layer(*args, reverse, mask)
+        else:
+            packed = _packed_for_inference(args, args[2], x.size(1))
+            out, h = loops.gru_layer_scripted(*args, reverse, mask, packed)
         return out, (h,)
 
 

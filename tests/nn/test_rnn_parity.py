@@ -7,6 +7,8 @@ import torch
 from rnn_helpers import CELLS, flat_states, initial_state, make_pair
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from forecast.nn import cells
+
 INPUT, HIDDEN, BATCH, STEPS = 3, 6, 4, 5
 LENGTHS = [3, 5, 1, 4]  # unequal and unsorted, so packing must reorder
 
@@ -43,8 +45,9 @@ def inputs(kind, batch_first, dtype):
     return torch.randn(shape, generator=gen, dtype=dtype, requires_grad=True)
 
 
-def assert_parity(cell, kind, dtype, atol, **kwargs):
+def assert_parity(cell, kind, dtype, atol, manual_backward=True, **kwargs):
     ours, ref = make_pair(cell, INPUT, HIDDEN, dtype=dtype, **kwargs)
+    ours.manual_backward = manual_backward
     x = inputs(kind, kwargs.get("batch_first", False), dtype)
     hx = initial_state(ref, BATCH, dtype, unbatched=kind == "unbatched")
     batch_first = kwargs.get("batch_first", False)
@@ -59,16 +62,14 @@ def assert_parity(cell, kind, dtype, atol, **kwargs):
         torch.testing.assert_close(a, b, atol=atol, rtol=0, msg=lambda m, n=name: f"{n}: {m}")
 
 
-GRID = list(
-    itertools.product(
-        CELLS,
-        (1, 2, 3),
-        (False, True),
-        (True, False),
-        (False, True),
-        ("batched", "unbatched", "packed"),
+KINDS = ("batched", "unbatched", "packed")
+# batch_first only transposes at the ends, so it needs fewer combinations than the rest
+GRID = [
+    (cell, layers, bidirectional, bias, False, kind)
+    for cell, layers, bidirectional, bias, kind in itertools.product(
+        CELLS, (1, 2, 3), (False, True), (True, False), KINDS
     )
-)
+] + [(cell, 2, True, True, True, kind) for cell, kind in itertools.product(CELLS, KINDS)]
 
 
 @pytest.mark.parametrize("cell,layers,bidirectional,bias,batch_first,kind", GRID)
@@ -87,10 +88,37 @@ def test_parity_float64(cell, layers, bidirectional, bias, batch_first, kind):
 
 @pytest.mark.parametrize(
     "cell,layers,bidirectional,kind",
+    list(itertools.product(CELLS, (1, 3), (False, True), ("batched", "unbatched"))),
+)
+def test_parity_float64_autograd_fallback(cell, layers, bidirectional, kind):
+    # unpacked input trains through the hand-written backward by default: check the fallback
+    assert_parity(
+        cell,
+        kind,
+        torch.float64,
+        1e-10,
+        manual_backward=False,
+        num_layers=layers,
+        bidirectional=bidirectional,
+    )
+
+
+@pytest.mark.parametrize(
+    "cell,layers,bidirectional,kind",
     list(itertools.product(CELLS, (1, 3), (False, True), ("batched", "packed"))),
 )
 def test_parity_float32(cell, layers, bidirectional, kind):
     assert_parity(cell, kind, torch.float32, 1e-5, num_layers=layers, bidirectional=bidirectional)
+
+
+@pytest.mark.parametrize("manual_backward", (True, False))
+@pytest.mark.parametrize("cell", CELLS)
+def test_training_takes_the_chosen_backward(cell, manual_backward):
+    ours, _ = make_pair(cell, INPUT, HIDDEN)
+    ours.manual_backward = manual_backward
+    x = torch.randn(STEPS, BATCH, INPUT, dtype=torch.float64)
+    backward = ours(x)[0].grad_fn.name()  # one layer, one direction: the loop's own node
+    assert ("LayerBackward" in backward) == manual_backward, backward
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -129,3 +157,17 @@ def test_packed_output_keeps_torchs_packing():
     assert torch.equal(out.sorted_indices, ref_out.sorted_indices)
     assert torch.equal(out.unsorted_indices, ref_out.unsorted_indices)
     torch.testing.assert_close(out.data, ref_out.data, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("onednn", (True, False), ids=("onednn", "addmm"))
+@pytest.mark.parametrize("cell", CELLS)
+def test_float32_inference_and_training_with_and_without_onednn(cell, onednn, monkeypatch):
+    # float32 on CPU is where the recurrent product may go through oneDNN's prepacked weight
+    monkeypatch.setattr(cells, "ONEDNN", [onednn and cells.ONEDNN[0]])
+    with torch.no_grad():
+        ours, ref = make_pair(cell, INPUT, HIDDEN, dtype=torch.float32, num_layers=2)
+        x = torch.randn(STEPS, BATCH, INPUT)
+        expected = run(ref, x, None, "batched", False)
+        for a, b in zip(run(ours, x, None, "batched", False), expected, strict=True):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    assert_parity(cell, "batched", torch.float32, 1e-5, num_layers=2)
