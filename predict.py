@@ -7,6 +7,8 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from forecast.runtime import tune_malloc
+
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
@@ -28,4 +30,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    tune_malloc()
     main()

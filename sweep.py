@@ -11,6 +11,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from forecast.runtime import tune_malloc
+
 # keys of this app that are not train keys; every other command-line override goes to each trial
 OWN_KEYS = ("sweep", "hydra")
 
@@ -37,4 +39,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    tune_malloc()
     main()

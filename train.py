@@ -3,6 +3,8 @@
 import hydra
 from omegaconf import DictConfig
 
+from forecast.runtime import tune_malloc
+
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
@@ -12,4 +14,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    tune_malloc()
     main()
