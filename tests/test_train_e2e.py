@@ -26,11 +26,14 @@ def run_train(run_dir, *overrides: str) -> dict:
     return conftest.run_train(run_dir, *SMALL, *overrides)
 
 
-@pytest.mark.parametrize("model", ["lstm", "lstmp", "gru"])
-def test_each_model_trains_tests_and_writes_its_artefacts(tmp_path, model):
+@pytest.mark.parametrize(
+    ("model", "impl"),
+    [("lstm", "torch"), ("lstmp", "torch"), ("gru", "torch"), ("lstmp", "custom")],
+)
+def test_each_model_trains_tests_and_writes_its_artefacts(tmp_path, model, impl):
     run_dir = tmp_path / model
     extra = ["model.proj_size=8"] if model == "lstmp" else []
-    metrics = run_train(run_dir, f"model={model}", *extra)
+    metrics = run_train(run_dir, f"model={model}", f"model.impl={impl}", *extra)
     for scale in ("", "_original"):
         for name in ("mse", "mae", "rmse", "mape", "smape", "mase"):
             for split in ("val", "test"):
