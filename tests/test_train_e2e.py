@@ -126,3 +126,8 @@ def test_independent_channels_train_and_export(tmp_path):
     assert metrics["test_windows"] == 7 * ((14400 - 11520 + 96) - 96 - 24 + 1)
     out = ExportedModel(run_dir).predict(np.zeros((1, 96, 7), "float32"))
     assert out.shape == (1, 24, 7)
+
+
+def test_tensorboard_logger_writes_events(tmp_path):
+    run_train(tmp_path / "tb", "logger=tensorboard")
+    assert list((tmp_path / "tb" / "tensorboard").rglob("events.out.tfevents.*"))
