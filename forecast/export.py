@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from forecast.atomic import atomic_path
 
 FORMAT_VERSION = 1
 ENGINES = ("torchscript", "onnx")
@@ -117,14 +117,8 @@ def _export_onnx(module, example, path) -> None:
 
 
 def _write_atomic(path: Path, write) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -13,7 +13,6 @@ import logging
 import math
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ProgressBar
 
+from forecast.atomic import write_text as write_atomic
 from forecast.callbacks import RNGStateCheckpoint
 from forecast.export import export_bundle
 
@@ -195,15 +195,3 @@ def scaler_meta(datamodule) -> dict:
     if datamodule.scale_by == "series":
         return {"kind": datamodule.scaler_kind, "by": "series", **datamodule.series_scaler_params()}
     return {"kind": datamodule.scaler_kind, "by": "channel", **datamodule.scaler_params()}
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file, so no half-written file is ever seen."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

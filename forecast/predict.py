@@ -10,9 +10,7 @@ by the largest file and one batch. A bad file is reported and skipped; the other
 from __future__ import annotations
 
 import glob
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from forecast.atomic import atomic_path
 from forecast.data.errors import DataError
 from forecast.data.io import Frame, read_long, read_rows, read_wide
 from forecast.export import ExportedModel
@@ -174,22 +173,13 @@ def to_long(
     return pd.DataFrame(columns)
 
 
-def write_atomic(df: pd.DataFrame, target: Path, format: str) -> None:
-    """Write through a temporary file in the same folder, renamed when complete."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(fd)
-    try:
+def write_table(df: pd.DataFrame, target: Path, format: str) -> None:
+    """Write atomically: an interrupted run leaves no half-written forecast."""
+    with atomic_path(target) as tmp:
         if format == "parquet":
             df.to_parquet(tmp, index=False)
         else:
             df.to_csv(tmp, index=False)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # as a plain open() would have made it
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def backtest_windows(
@@ -367,7 +357,7 @@ class BatchForecaster:
     def _write(self, job: Job, summary: Summary) -> None:
         forecasts = np.concatenate(job.forecasts)
         df = to_long(job.frame, forecasts, self.meta.get("quantiles", []), self.wide)
-        write_atomic(df, job.target, self.format)
+        write_table(df, job.target, self.format)
         summary.files += 1
         summary.series += len(job.windows) * (forecasts.shape[2] if self.wide else 1)
         summary.forecasts += len(df)
@@ -392,7 +382,7 @@ class BatchForecaster:
             y_hat = y_hat[..., min(range(len(quantiles)), key=lambda i: abs(quantiles[i] - 0.5))]
         df = backtest_frame(job.frame, origins, truths, y_hat, self.wide)
         target = job.target.with_name(job.target.name.replace(".forecast.", ".backtest."))
-        write_atomic(df, target, self.format)
+        write_table(df, target, self.format)
         errors = df["error"].to_numpy()
         self.log(
             f"backtest {job.path.name}: {len(origins)} windows, MAE {np.abs(errors).mean():.4g}, "

@@ -55,7 +55,7 @@ def to_markdown(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
 
 def write_tables(rows: Sequence[dict[str, Any]], leading: Sequence[str], stem: Path) -> None:
     """`<stem>.csv` (every column) and `<stem>.md` (the `leading` columns only), atomically."""
-    from forecast.pipeline import write_atomic
+    from forecast.atomic import write_text as write_atomic
 
     columns = columns_of(rows, leading)
     write_atomic(stem.with_suffix(".csv"), to_csv(rows, columns))

@@ -26,7 +26,8 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
-from forecast.pipeline import build, train, write_atomic
+from forecast.atomic import write_text as write_atomic
+from forecast.pipeline import build, train
 from forecast.summary import LEADING_METRICS, write_tables
 
 log = logging.getLogger(__name__)

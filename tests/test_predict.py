@@ -207,5 +207,5 @@ def test_an_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", explode)
     with pytest.raises(KeyboardInterrupt):
-        P.write_atomic(pd.DataFrame({"a": [1]}), tmp_path / "x.forecast.csv", "csv")
+        P.write_table(pd.DataFrame({"a": [1]}), tmp_path / "x.forecast.csv", "csv")
     assert os.listdir(tmp_path) == []

@@ -13,11 +13,12 @@ import gzip
 import hashlib
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from forecast.atomic import atomic_path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -83,8 +84,7 @@ def dataset_path(name: str, *, url: str | None = None, timeout: float = 60.0) ->
         _check(shipped, known.sha256, opener=gzip.open)
         return shipped  # pandas reads the compressed file as it is
     target = cache_dir() / name
-    source = url or known.url
-    return _atomic_write(target, known.sha256, lambda dst: _download(source, dst, timeout))
+    return _download_verified(target, known.sha256, url or known.url, timeout)
 
 
 def _check(path: Path, sha256: str, opener=open) -> None:
@@ -104,28 +104,21 @@ def _download(url: str, dst, timeout: float) -> None:
         raise FetchError(f"could not download {url}: {err}") from err
 
 
-def _atomic_write(target: Path, sha256: str, write) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    tmp = Path(tmp_name)
+def _download_verified(target: Path, sha256: str, source: str, timeout: float) -> Path:
     try:
-        with os.fdopen(fd, "wb") as dst:
-            write(dst)
-        actual = sha256_of(tmp)
-        if actual != sha256:
-            raise FetchError(
-                f"the copy of {target.name} received does not match its known sha256 "
-                f"(expected {sha256}, got {actual}); it was discarded"
-            )
-        os.replace(tmp, target)
+        with atomic_path(target) as tmp:
+            with open(tmp, "wb") as dst:
+                _download(source, dst, timeout)
+            actual = sha256_of(tmp)
+            if actual != sha256:
+                raise FetchError(
+                    f"the copy of {target.name} received does not match its known sha256 "
+                    f"(expected {sha256}, got {actual}); it was discarded"
+                )
     except FetchError as err:
-        tmp.unlink(missing_ok=True)
         raise FetchError(
             f"{err}\nTo use {target.name} offline, download it from "
             f"{KNOWN_FILES[target.name].url} and put it at {target} "
             f"(or in a folder listed in FORECAST_DATA_DIR)."
         ) from err.__cause__
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return target
