@@ -59,7 +59,12 @@ def main() -> None:
     extra = list(args.overrides)
     if args.quick:
         args.horizons, args.seeds = [96], 1
-        extra += ["trainer.max_epochs=1", "trainer.limit_train_batches=2"]
+        extra += [
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=2",
+            "+trainer.limit_val_batches=2",
+            "+trainer.limit_test_batches=2",
+        ]
     out = args.out or Path(tempfile.mkdtemp(prefix="etth1-bench-"))
 
     print(

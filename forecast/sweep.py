@@ -22,6 +22,7 @@ from typing import Any
 
 import optuna
 import pytorch_lightning as pl
+import sqlalchemy.exc
 import yaml
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
@@ -160,13 +161,23 @@ def train_yaml(cfg: DictConfig) -> str:
     return OmegaConf.to_yaml(cfg, resolve=False)
 
 
-def open_storage(url: str) -> optuna.storages.RDBStorage:
+def open_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
     """An RDB storage with heartbeats, so a trial whose worker died is marked failed (and frees
-    its place in the budget) instead of staying `RUNNING` for ever."""
+    its place in the budget) instead of staying `RUNNING` for ever.
+
+    Workers started together on a new database race to create its tables ("table
+    alembic_version already exists"); the loser waits and opens what the winner made.
+    """
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    return optuna.storages.RDBStorage(
-        url, engine_kwargs=engine_kwargs, heartbeat_interval=60, grace_period=180
-    )
+    for attempt in range(1, attempts + 1):
+        try:
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine_kwargs, heartbeat_interval=60, grace_period=180
+            )
+        except sqlalchemy.exc.SQLAlchemyError:
+            if attempt == attempts:
+                raise
+            time.sleep(0.5 * attempt)
 
 
 def run_study(

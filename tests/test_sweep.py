@@ -10,10 +10,11 @@ import uuid
 
 import optuna
 import pytest
+import sqlalchemy.exc
 from hydra import compose, initialize_config_dir
 from optuna.trial import TrialState
 
-from forecast.sweep import merge_overrides, override, run_study, suggest
+from forecast.sweep import merge_overrides, open_storage, override, run_study, suggest
 from tests.conftest import ROOT, run_script
 
 TINY = [
@@ -231,3 +232,18 @@ def test_study_in_postgresql(tmp_path):
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
     assert not (tmp_path / "a" / "sweep" / "study.db").exists()
     optuna.delete_study(study_name=name, storage=POSTGRES_URL)
+
+
+def test_a_worker_that_loses_the_race_to_create_the_tables_opens_them(tmp_path, monkeypatch):
+    real = optuna.storages.RDBStorage
+    calls = []
+
+    def racing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:  # what the second of two simultaneous workers sees
+            raise sqlalchemy.exc.OperationalError("CREATE TABLE", {}, "table already exists")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
+    storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}")
+    assert isinstance(storage, real) and len(calls) == 2
