@@ -9,7 +9,7 @@ whose factors are more numerous, that measured slower than per-step work on cach
 tensors, so its loop computes them step by step.)
 
 Both are faster than autograd once glibc stops returning memory to the OS after every large
-buffer (MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_, see BENCHMARKS_rnn.md); under glibc's
+buffer (MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_, see BENCHMARKS.md); under glibc's
 defaults the page faults on the saved buffers can cost more than the backward saves.
 
 Only the recurrence is covered (input xw, initial state, W_hh, W_hr, b_hh for GRU); the input
