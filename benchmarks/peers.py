@@ -2,12 +2,14 @@
 
     python benchmarks/peers.py                  # every method, 10 epochs each
     python benchmarks/peers.py --epochs 3       # a smaller shared budget
+    python benchmarks/peers.py --epochs 3 --minutes 2   # and at most 2 minutes of training each
     python benchmarks/peers.py --quick          # 1 epoch of 2 batches (smoke test, minutes)
     python benchmarks/peers.py --methods gru/torch dlinear naive
 
 Every method runs in its own subprocess (`--worker METHOD`), so its peak RSS is its own, and
 writes its result as JSON. All are trained on the same training windows (rows [0, 8640), z-scored
-with their statistics) for the same number of epochs, and scored here, with one definition of
+with their statistics) for the same number of epochs (and, with --minutes, at most that much
+training time: Lightning's max_time, validation included), and scored here, with one definition of
 MSE and MAE, on the protocol's 2785 test windows (normalised values, all 7 channels). Peers come
 from the `bench` extra (pip install -e '.[bench]'); one that does not import gets a row saying so.
 """
@@ -34,7 +36,20 @@ sys.path.insert(0, str(ROOT))  # `forecast` from this checkout when run as a scr
 LOOKBACK, HORIZON, SEASON = 96, 96, 24
 BORDERS = [8640, 11520, 14400]
 BATCH_SIZE = 256  # conf/experiment/etth1_96.yaml's, used by every trained method
-QUICK_BATCHES = 2  # training batches per epoch in --quick mode
+HIDDEN = 128  # every peer's LSTM: one layer of our LSTM's size (conf/model/lstm.yaml)
+QUICK_BATCHES = 2
+BUDGET = {"minutes": None}  # --minutes: training wall-time cap of every method, or None
+
+
+def max_time() -> str | None:
+    """Lightning's max_time ("DD:HH:MM:SS") for the --minutes cap."""
+    if BUDGET["minutes"] is None:
+        return None
+    minutes, seconds = divmod(round(BUDGET["minutes"] * 60), 60)
+    return f"00:00:{minutes:02d}:{seconds:02d}"
+
+
+# training batches per epoch in --quick mode
 OURS = [f"{cell}/{impl}" for cell in ("lstm", "lstmp", "gru") for impl in ("torch", "custom")]
 PEERS = {  # method -> module it needs
     "neuralforecast LSTM": "neuralforecast",
@@ -44,14 +59,23 @@ PEERS = {  # method -> module it needs
 METHODS = [*OURS, "dlinear", "naive", "seasonal naive", *PEERS]
 NOTES = {
     "neuralforecast LSTM": "a",
-    "pytorch-forecasting RecurrentNetwork": "a",
     "darts BlockRNN LSTM": "b",
+    "pytorch-forecasting RecurrentNetwork": "c",
 }
+PEER_SETUP = (
+    "Peers: one LSTM layer of 128 units (our LSTM's size), Adam 1e-3, batches of 256 windows, "
+    "their own default loss and scaling otherwise; final weights after the budget. Ours: "
+    "conf/model/<cell>.yaml as shipped, the best validation epoch's weights. DLinear: MSE, "
+    "the best validation epoch."
+)
 FOOTNOTES = {
-    "a": "univariate only: one global model over the 7 channels as 7 series; its windows are "
-    "counted here as 7-channel windows (channel windows / 7); the library's own per-window "
-    "scaler is left at its default; final weights after the budget (no best-epoch restore)",
-    "b": "multivariate (7 channels in, 7 out), as ours; final weights after the budget",
+    "a": "univariate only: one global model over the 7 channels as 7 series, windows counted "
+    "here as 7-channel windows (channel windows / 7); its per-window robust scaler and MAE "
+    "loss (defaults), direct MLP decoder; validates on the val rows once per epoch-equivalent",
+    "b": "multivariate (7 channels in, 7 out), as ours; MSE loss (default); no validation pass",
+    "c": "univariate only: one global model over the 7 channels as 7 series (group = channel), "
+    "windows counted as for [a]; default target normaliser and loss; autoregressive LSTM "
+    "decoder; no validation pass",
 }
 
 
@@ -124,7 +148,9 @@ def run_ours(method: str, epochs: int, quick: bool, out: Path) -> dict:
         f"trainer.max_epochs={epochs}",
     ]
     if quick:
-        overrides.append(f"trainer.limit_train_batches={QUICK_BATCHES}")
+        overrides += [f"trainer.{k}_batches={QUICK_BATCHES}" for k in ("limit_train", "limit_val")]
+    if max_time():
+        overrides.append(f"++trainer.max_time='{max_time()}'")
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
 
@@ -184,7 +210,10 @@ def run_dlinear(epochs: int, quick: bool) -> dict:
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
     best, best_state, seen = math.inf, None, 0
     start = time.perf_counter()
+    limit = math.inf if BUDGET["minutes"] is None else BUDGET["minutes"] * 60
     for _ in range(epochs):
+        if time.perf_counter() - start > limit:
+            break
         order = torch.randperm(len(x))
         if quick:
             order = order[: QUICK_BATCHES * BATCH_SIZE]
@@ -221,29 +250,31 @@ def run_naive(seasonal: bool) -> dict:
     return {**score(y_hat, y), "infer_seconds": infer_seconds}
 
 
+TIMES = {"fit": 0.0, "predict": 0.0, "batches": 0}  # filled by the callback lightning_timer makes
+
+
 def lightning_timer(base):
-    """A callback (for `base`, the library's own Lightning Callback class) that times fit and
-    predict and counts training windows (the first dimension of the batch's first tensor)."""
+    """A callback for `base` (the library's own Lightning Callback class) that adds fit and
+    predict seconds and training batches to TIMES; class-level, as libraries deep-copy models
+    and their callbacks."""
 
     class Timer(base):
-        def __init__(self):
-            self.fit_seconds = self.predict_seconds = 0.0
-            self.batches = self.samples = 0
+        started = {}
 
         def on_fit_start(self, trainer, pl_module):
-            self.fit_start = time.perf_counter()
+            Timer.started["fit"] = time.perf_counter()
 
         def on_fit_end(self, trainer, pl_module):
-            self.fit_seconds += time.perf_counter() - self.fit_start
+            TIMES["fit"] += time.perf_counter() - Timer.started["fit"]
 
         def on_predict_start(self, trainer, pl_module):
-            self.predict_start = time.perf_counter()
+            Timer.started["predict"] = time.perf_counter()
 
         def on_predict_end(self, trainer, pl_module):
-            self.predict_seconds += time.perf_counter() - self.predict_start
+            TIMES["predict"] += time.perf_counter() - Timer.started["predict"]
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            self.batches += 1
+            TIMES["batches"] += 1
 
     return Timer()
 
@@ -274,6 +305,8 @@ def run_neuralforecast(epochs: int, quick: bool) -> dict:
     model = LSTM(
         h=HORIZON,
         input_size=LOOKBACK,
+        encoder_n_layers=1,
+        encoder_hidden_size=HIDDEN,
         max_steps=steps,
         batch_size=rows.shape[1],
         windows_batch_size=BATCH_SIZE,
@@ -285,6 +318,7 @@ def run_neuralforecast(epochs: int, quick: bool) -> dict:
         enable_progress_bar=False,
         enable_model_summary=False,
         logger=False,
+        max_time=max_time(),
     )
     nf = NeuralForecast(models=[model], freq="h")
     n_test = len(x_test)
@@ -302,9 +336,10 @@ def run_neuralforecast(epochs: int, quick: bool) -> dict:
     )
     return {
         **score(y_hat.float(), y_test),
-        "train_seconds": timer.fit_seconds,
-        "train_windows": timer.batches * BATCH_SIZE / len(channels),
-        "infer_seconds": total - timer.fit_seconds,
+        "train_seconds": TIMES["fit"],
+        "train_windows": TIMES["batches"] * BATCH_SIZE / len(channels),
+        "infer_seconds": total - TIMES["fit"],
+        "predict_seconds": TIMES["predict"],  # of which the forward passes
     }
 
 
@@ -328,6 +363,8 @@ def run_darts(epochs: int, quick: bool) -> dict:
         input_chunk_length=LOOKBACK,
         output_chunk_length=HORIZON,
         model="LSTM",
+        hidden_dim=HIDDEN,
+        n_rnn_layers=1,
         n_epochs=epochs,
         batch_size=BATCH_SIZE,
         optimizer_kwargs={"lr": 1e-3},
@@ -338,6 +375,7 @@ def run_darts(epochs: int, quick: bool) -> dict:
             "enable_model_summary": False,
             "logger": False,
             "accelerator": "cpu",
+            "max_time": max_time(),
             **({"limit_train_batches": QUICK_BATCHES} if quick else {}),
         },
     )
@@ -358,8 +396,73 @@ def run_darts(epochs: int, quick: bool) -> dict:
     y_hat = torch.tensor([f.values() for f in forecasts])
     return {
         **score(y_hat, y_test),
-        "train_seconds": timer.fit_seconds,
-        "train_windows": timer.batches * BATCH_SIZE,  # last batch may be short: an upper bound
+        "train_seconds": TIMES["fit"],
+        "train_windows": TIMES["batches"] * BATCH_SIZE,  # last batch may be short: an upper bound
+        "infer_seconds": infer_seconds,
+    }
+
+
+def run_pytorch_forecasting(epochs: int, quick: bool) -> dict:
+    """PyTorch Forecasting's RecurrentNetwork (LSTM), one global model over the 7 channels as 7
+    univariate series (its target is one column per group).
+
+    Its TimeSeriesDataSet takes exactly look-back 96 and horizon 96 (no shorter windows): 8449
+    training windows per channel from rows [0, 8640) and, from rows [11424, 14400), the 2785
+    test windows per channel.
+    """
+    import lightning.pytorch as lp
+    import pandas as pd
+    from pytorch_forecasting import RecurrentNetwork, TimeSeriesDataSet
+
+    data = datamodule()
+    x_test, y_test = windows(data, "test")
+    rows = scaled_rows(data)
+    channels = list(rows.columns)
+    long = rows.reset_index(drop=True).rename_axis("time_idx").reset_index()
+    long = long.melt("time_idx", var_name="channel", value_name="value")
+    long["channel"] = pd.Categorical(long["channel"], categories=channels)
+    train = TimeSeriesDataSet(
+        long[long.time_idx < BORDERS[0]],
+        time_idx="time_idx",
+        target="value",
+        group_ids=["channel"],
+        max_encoder_length=LOOKBACK,
+        max_prediction_length=HORIZON,
+        time_varying_unknown_reals=["value"],
+    )
+    test = TimeSeriesDataSet.from_dataset(
+        train, long[long.time_idx >= BORDERS[1] - LOOKBACK], stop_randomization=True
+    )
+    lp.seed_everything(1)
+    model = RecurrentNetwork.from_dataset(
+        train, cell_type="LSTM", hidden_size=HIDDEN, rnn_layers=1, learning_rate=1e-3
+    )
+    timer = lightning_timer(lp.Callback)
+    trainer = lp.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        callbacks=[timer],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_train_batches=QUICK_BATCHES if quick else 1.0,
+        max_time=max_time(),
+    )
+    trainer.fit(model, train_dataloaders=train.to_dataloader(train=True, batch_size=BATCH_SIZE))
+    loader = test.to_dataloader(train=False, batch_size=BATCH_SIZE)
+    start = time.perf_counter()
+    out = model.predict(loader, return_index=True, trainer_kwargs={"logger": False})
+    infer_seconds = time.perf_counter() - start
+    index = out.index.assign(row=range(len(out.index)))
+    index["channel"] = index["channel"].astype(str).map(channels.index)
+    order = index.sort_values(["channel", "time_idx"])["row"].to_numpy()
+    n = len(x_test)
+    y_hat = out.output[order].reshape(len(channels), n, HORIZON).permute(1, 2, 0)
+    return {
+        **score(y_hat.float(), y_test),
+        "train_seconds": TIMES["fit"],
+        "train_windows": TIMES["batches"] * BATCH_SIZE / len(channels),
         "infer_seconds": infer_seconds,
     }
 
@@ -375,6 +478,8 @@ def run_worker(method: str, epochs: int, quick: bool, out: Path) -> dict:
         return run_neuralforecast(epochs, quick)
     if method == "darts BlockRNN LSTM":
         return run_darts(epochs, quick)
+    if method == "pytorch-forecasting RecurrentNetwork":
+        return run_pytorch_forecasting(epochs, quick)
     raise NotImplementedError(f"no worker for {method!r}")
 
 
@@ -389,6 +494,7 @@ def measure(method: str, args, out: Path) -> dict:
     result_path = out / f"{method.replace('/', '-').replace(' ', '_')}.json"
     cmd = [sys.executable, __file__, "--worker", method, "--epochs", str(args.epochs)]
     cmd += ["--out", str(out), "--result", str(result_path)] + (["--quick"] if args.quick else [])
+    cmd += ["--minutes", str(args.minutes)] if args.minutes else []
     log_path = result_path.with_suffix(".log")
     with open(log_path, "w") as log:
         process = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
@@ -424,6 +530,9 @@ def row(method: str, r: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10, help="training epochs, every method")
+    parser.add_argument(
+        "--minutes", type=float, default=None, help="and at most this much training, every method"
+    )
     parser.add_argument("--quick", action="store_true", help=f"1 epoch of {QUICK_BATCHES} batches")
     parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS, metavar="M")
     parser.add_argument("--out", type=Path, default=None, help="run directories (default: temp)")
@@ -432,6 +541,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.epochs = 1
+    BUDGET["minutes"] = args.minutes
     if args.worker:
         result = run_worker(args.worker, args.epochs, args.quick, args.out)
         args.result.write_text(json.dumps(result))
@@ -445,6 +555,8 @@ def main() -> None:
     budget = f"{args.epochs} epoch(s)" + (
         f" of {QUICK_BATCHES} batches" if args.quick else " over the 8449 training windows"
     )
+    if args.minutes:
+        budget += f", at most {args.minutes:g} min of training (validation included)"
     print(
         f"# ETTh1 LB{LOOKBACK}/H{HORIZON}, all 7 channels; budget {budget}, batch {BATCH_SIZE}; "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -458,8 +570,9 @@ def main() -> None:
     for method in args.methods:
         print(row(method, measure(method, args, out)), flush=True)
     notes = sorted({NOTES[m] for m in args.methods if m in NOTES})
+    print(f"\n{PEER_SETUP}")
     for note in notes:
-        print(f"\n[{note}] {FOOTNOTES[note]}")
+        print(f"[{note}] {FOOTNOTES[note]}")
     print(f"\nrun directories and logs: {out}")
 
 
