@@ -148,7 +148,8 @@ def run_ours(method: str, epochs: int, quick: bool, out: Path) -> dict:
         f"trainer.max_epochs={epochs}",
     ]
     if quick:
-        overrides += [f"trainer.{k}_batches={QUICK_BATCHES}" for k in ("limit_train", "limit_val")]
+        limits = ("limit_train_batches", "limit_val_batches")
+        overrides += [f"++trainer.{limit}={QUICK_BATCHES}" for limit in limits]
     if max_time():
         overrides.append(f"++trainer.max_time='{max_time()}'")
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
