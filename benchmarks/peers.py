@@ -1,0 +1,581 @@
+"""ETTh1 LB96/H96: our recurrent models beside DLinear, naive baselines and the peer libraries.
+
+    python benchmarks/peers.py                  # every method, 10 epochs each
+    python benchmarks/peers.py --epochs 3       # a smaller shared budget
+    python benchmarks/peers.py --epochs 3 --minutes 2   # and at most 2 minutes of training each
+    python benchmarks/peers.py --quick          # 1 epoch of 2 batches (smoke test, minutes)
+    python benchmarks/peers.py --methods gru/torch dlinear naive
+
+Every method runs in its own subprocess (`--worker METHOD`), so its peak RSS is its own, and
+writes its result as JSON. All are trained on the same training windows (rows [0, 8640), z-scored
+with their statistics) for the same number of epochs (and, with --minutes, at most that much
+training time: Lightning's max_time, validation included), and scored here, with one definition of
+MSE and MAE, on the protocol's 2785 test windows (normalised values, all 7 channels). Peers come
+from the `bench` extra (pip install -e '.[bench]'); one that does not import gets a row saying so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `forecast` from this checkout when run as a script
+
+LOOKBACK, HORIZON, SEASON = 96, 96, 24
+BORDERS = [8640, 11520, 14400]
+BATCH_SIZE = 256  # conf/experiment/etth1_96.yaml's, used by every trained method
+HIDDEN = 128  # every peer's LSTM: one layer of our LSTM's size (conf/model/lstm.yaml)
+QUICK_BATCHES = 2
+BUDGET = {"minutes": None}  # --minutes: training wall-time cap of every method, or None
+
+
+def max_time() -> str | None:
+    """Lightning's max_time ("DD:HH:MM:SS") for the --minutes cap."""
+    if BUDGET["minutes"] is None:
+        return None
+    minutes, seconds = divmod(round(BUDGET["minutes"] * 60), 60)
+    return f"00:00:{minutes:02d}:{seconds:02d}"
+
+
+# training batches per epoch in --quick mode
+OURS = [f"{cell}/{impl}" for cell in ("lstm", "lstmp", "gru") for impl in ("torch", "custom")]
+PEERS = {  # method -> module it needs
+    "neuralforecast LSTM": "neuralforecast",
+    "darts BlockRNN LSTM": "darts",
+    "pytorch-forecasting RecurrentNetwork": "pytorch_forecasting",
+}
+METHODS = [*OURS, "dlinear", "naive", "seasonal naive", *PEERS]
+NOTES = {
+    "neuralforecast LSTM": "a",
+    "darts BlockRNN LSTM": "b",
+    "pytorch-forecasting RecurrentNetwork": "c",
+}
+PEER_SETUP = (
+    "Peers: one LSTM layer of 128 units (our LSTM's size), Adam 1e-3, batches of 256 windows, "
+    "their own default loss and scaling otherwise; final weights after the budget. Ours: "
+    "conf/model/<cell>.yaml as shipped, the best validation epoch's weights. DLinear: MSE, "
+    "the best validation epoch."
+)
+FOOTNOTES = {
+    "a": "univariate only: one global model over the 7 channels as 7 series, windows counted "
+    "here as 7-channel windows (channel windows / 7); its per-window robust scaler and MAE "
+    "loss (defaults), direct MLP decoder; validates on the val rows once per epoch-equivalent",
+    "b": "multivariate (7 channels in, 7 out), as ours; MSE loss (default); no validation pass",
+    "c": "univariate only: one global model over the 7 channels as 7 series (group = channel), "
+    "windows counted as for [a]; default target normaliser and loss; autoregressive LSTM "
+    "decoder; no validation pass",
+}
+
+
+# ---- data: the same windows for every method ---------------------------------------------------
+
+
+def datamodule():
+    from forecast.data import SeriesDataModule
+
+    data = SeriesDataModule(
+        name="ETTh1.csv", borders=BORDERS, lookback=LOOKBACK, horizon=HORIZON, batch_size=BATCH_SIZE
+    )
+    data.setup("fit")
+    return data
+
+
+def windows(data, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every window of a split: x [N, lookback, C], y [N, horizon, C] (scaled)."""
+    dataset = data.datasets[split]
+    batch = dataset.__getitems__(list(range(len(dataset))))
+    return batch["x"], batch["y"]
+
+
+def scaled_rows(data):
+    """The scaled series, rows [0, 14400) as a DataFrame: date index, one column per channel."""
+    import pandas as pd
+
+    frame = data.frame
+    index = pd.DatetimeIndex(frame.times[: BORDERS[-1]])
+    return pd.DataFrame(frame.values[: BORDERS[-1]], index=index, columns=list(data.channels))
+
+
+def score(y_hat: torch.Tensor, y: torch.Tensor) -> dict:
+    from forecast.metrics import mae, mse
+
+    if y_hat.shape != y.shape:
+        raise ValueError(f"forecasts {tuple(y_hat.shape)} do not match targets {tuple(y.shape)}")
+    y_hat = y_hat.to(torch.float64)
+    y = y.to(torch.float64)
+    return {"mse": float(mse(y_hat, y)), "mae": float(mae(y_hat, y)), "test_windows": len(y)}
+
+
+def predict_timed(forecaster, x: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Forecasts of `forecaster` (a [B, L, C] -> [B, H, C] callable) in batches, and seconds."""
+    with torch.inference_mode():
+        forecaster(x[:BATCH_SIZE])  # warm-up: first-call allocations are not throughput
+    start = time.perf_counter()
+    with torch.inference_mode():
+        y_hat = torch.cat([forecaster(x[i : i + BATCH_SIZE]) for i in range(0, len(x), BATCH_SIZE)])
+    return y_hat, time.perf_counter() - start
+
+
+# ---- workers: one method each, in its own process ----------------------------------------------
+
+
+def run_ours(method: str, epochs: int, quick: bool, out: Path) -> dict:
+    """forecast.pipeline.train with experiment=etth1_96, as train.py runs it."""
+    import pytorch_lightning as pl
+    from hydra import compose, initialize_config_dir
+
+    from forecast.pipeline import train
+
+    cell, impl = method.split("/")
+    overrides = [
+        "experiment=etth1_96",
+        f"model={cell}",
+        f"model.impl={impl}",
+        "seed=1",
+        f"output_dir={out / method.replace('/', '-')}",
+        f"trainer.max_epochs={epochs}",
+    ]
+    if quick:
+        limits = ("limit_train_batches", "limit_val_batches")
+        overrides += [f"++trainer.{limit}={QUICK_BATCHES}" for limit in limits]
+    if max_time():
+        overrides.append(f"++trainer.max_time='{max_time()}'")
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+
+    class Watch(pl.Callback):
+        seen, model, data = 0, None, None
+
+        def on_fit_start(self, trainer, pl_module):
+            Watch.model, Watch.data = pl_module, trainer.datamodule
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            Watch.seen += len(batch["x"])
+
+    start = time.perf_counter()
+    train(cfg, callbacks=[Watch()])
+    seconds = time.perf_counter() - start
+    metrics = json.loads((Path(cfg.output_dir) / "metrics.json").read_text())
+    model = Watch.model.eval()  # trainer.test left the best checkpoint's weights in it
+    x, y = windows(Watch.data, "test")
+    y_hat, infer_seconds = predict_timed(lambda b: model(b)[..., model.median], x)
+    result = score(y_hat, y)
+    if not math.isclose(result["mse"], metrics["test_mse"], rel_tol=1e-3):
+        raise RuntimeError(f"test MSE {result['mse']} differs from train.py's {metrics}")
+    return {
+        **result,
+        "train_seconds": metrics["fit_seconds"],
+        "train_windows": Watch.seen,
+        "infer_seconds": infer_seconds,
+        "run_seconds": seconds,
+    }
+
+
+class DLinear(torch.nn.Module):
+    """Zeng et al. 2023: trend (moving average, 25) and remainder, each mapped by one Linear."""
+
+    def __init__(self, lookback: int, horizon: int, kernel: int = 25):
+        super().__init__()
+        self.kernel = kernel
+        self.trend = torch.nn.Linear(lookback, horizon)
+        self.seasonal = torch.nn.Linear(lookback, horizon)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, L, C] -> [B, H, C]
+        pad = (self.kernel - 1) // 2  # replicate the ends, as the paper's code does
+        padded = torch.cat([x[:, :1].expand(-1, pad, -1), x, x[:, -1:].expand(-1, pad, -1)], 1)
+        trend = padded.unfold(1, self.kernel, 1).mean(-1)  # [B, L, C]
+        seasonal = x - trend
+        y = self.trend(trend.transpose(1, 2)) + self.seasonal(seasonal.transpose(1, 2))
+        return y.transpose(1, 2)
+
+
+def run_dlinear(epochs: int, quick: bool) -> dict:
+    """Adam 1e-3 on MSE, batches of 256, the epoch with the best validation MSE kept."""
+    torch.manual_seed(1)
+    data = datamodule()
+    x, y = windows(data, "train")
+    x_val, y_val = windows(data, "val")
+    model = DLinear(LOOKBACK, HORIZON)
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+    best, best_state, seen = math.inf, None, 0
+    start = time.perf_counter()
+    limit = math.inf if BUDGET["minutes"] is None else BUDGET["minutes"] * 60
+    for _ in range(epochs):
+        if time.perf_counter() - start > limit:
+            break
+        order = torch.randperm(len(x))
+        if quick:
+            order = order[: QUICK_BATCHES * BATCH_SIZE]
+        for i in range(0, len(order), BATCH_SIZE):
+            pick = order[i : i + BATCH_SIZE]
+            loss = torch.nn.functional.mse_loss(model(x[pick]), y[pick])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            seen += len(pick)
+        with torch.inference_mode():
+            val = float(torch.nn.functional.mse_loss(model(x_val), y_val))
+        if val < best:
+            best, best_state = val, {k: v.clone() for k, v in model.state_dict().items()}
+    train_seconds = time.perf_counter() - start
+    model.load_state_dict(best_state)
+    x_test, y_test = windows(data, "test")
+    y_hat, infer_seconds = predict_timed(model, x_test)
+    return {
+        **score(y_hat, y_test),
+        "train_seconds": train_seconds,
+        "train_windows": seen,
+        "infer_seconds": infer_seconds,
+    }
+
+
+def run_naive(seasonal: bool) -> dict:
+    x, y = windows(datamodule(), "test")
+    if seasonal:  # the last day, repeated
+        forecaster = lambda b: b[:, -SEASON:].repeat(1, math.ceil(HORIZON / SEASON), 1)[:, :HORIZON]  # noqa: E731
+    else:  # the last value, repeated
+        forecaster = lambda b: b[:, -1:].expand(-1, HORIZON, -1)  # noqa: E731
+    y_hat, infer_seconds = predict_timed(forecaster, x)
+    return {**score(y_hat, y), "infer_seconds": infer_seconds}
+
+
+TIMES = {"fit": 0.0, "predict": 0.0, "batches": 0}  # filled by the callback lightning_timer makes
+
+
+def lightning_timer(base):
+    """A callback for `base` (the library's own Lightning Callback class) that adds fit and
+    predict seconds and training batches to TIMES; class-level, as libraries deep-copy models
+    and their callbacks."""
+
+    class Timer(base):
+        started = {}
+
+        def on_fit_start(self, trainer, pl_module):
+            Timer.started["fit"] = time.perf_counter()
+
+        def on_fit_end(self, trainer, pl_module):
+            TIMES["fit"] += time.perf_counter() - Timer.started["fit"]
+
+        def on_predict_start(self, trainer, pl_module):
+            Timer.started["predict"] = time.perf_counter()
+
+        def on_predict_end(self, trainer, pl_module):
+            TIMES["predict"] += time.perf_counter() - Timer.started["predict"]
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            TIMES["batches"] += 1
+
+    return Timer()
+
+
+def peer_steps(epochs: int, quick: bool, units: int) -> int:
+    """Optimiser steps of BATCH_SIZE windows that make `epochs` epochs over `units` windows."""
+    return epochs * (QUICK_BATCHES if quick else math.ceil(units / BATCH_SIZE))
+
+
+def run_neuralforecast(epochs: int, quick: bool) -> dict:
+    """NeuralForecast's LSTM, one global model over the 7 channels as 7 univariate series.
+
+    cross_validation with 2785 windows of step 1 forecasts exactly the protocol's test windows
+    (cut-offs at rows 11519 ... 14303); with val_size = 2880 its training windows come from rows
+    [0, 8640) only (it drops the last val_size + test_size rows from training).
+    """
+    import pytorch_lightning as pl
+    from neuralforecast import NeuralForecast
+    from neuralforecast.models import LSTM
+
+    data = datamodule()
+    x_test, y_test = windows(data, "test")
+    rows = scaled_rows(data)
+    long = rows.reset_index(names="ds").melt("ds", var_name="unique_id", value_name="y")
+    n_train = len(data.datasets["train"]) * rows.shape[1]  # channel windows
+    steps = peer_steps(epochs, quick, n_train)
+    timer = lightning_timer(pl.Callback)
+    model = LSTM(
+        h=HORIZON,
+        input_size=LOOKBACK,
+        encoder_n_layers=1,
+        encoder_hidden_size=HIDDEN,
+        max_steps=steps,
+        batch_size=rows.shape[1],
+        windows_batch_size=BATCH_SIZE,
+        inference_windows_batch_size=BATCH_SIZE,
+        val_check_steps=max(steps // max(epochs, 1), 1),
+        learning_rate=1e-3,
+        random_seed=1,
+        callbacks=[timer],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        logger=False,
+        max_time=max_time(),
+    )
+    nf = NeuralForecast(models=[model], freq="h")
+    n_test = len(x_test)
+    start = time.perf_counter()
+    cv = nf.cross_validation(
+        long, n_windows=n_test, step_size=1, val_size=BORDERS[1] - BORDERS[0], refit=False
+    )
+    total = time.perf_counter() - start
+    cv = cv.sort_values(["unique_id", "cutoff", "ds"])
+    channels = list(rows.columns)
+    y_hat = torch.tensor(
+        cv.pivot_table(index=["cutoff", "ds"], columns="unique_id", values="LSTM")[channels]
+        .to_numpy()
+        .reshape(n_test, HORIZON, len(channels))
+    )
+    return {
+        **score(y_hat.float(), y_test),
+        "train_seconds": TIMES["fit"],
+        "train_windows": TIMES["batches"] * BATCH_SIZE / len(channels),
+        "infer_seconds": total - TIMES["fit"],
+        "predict_seconds": TIMES["predict"],  # of which the forward passes
+    }
+
+
+def run_darts(epochs: int, quick: bool) -> dict:
+    """Darts' BlockRNNModel (LSTM), multivariate: one 7-component series in, 7 out.
+
+    Trained on rows [0, 8640) (its 8449 windows); historical_forecasts from row 11520 with
+    stride 1 and no retraining forecasts exactly the protocol's test windows.
+    """
+    import pytorch_lightning as pl
+    from darts import TimeSeries
+    from darts.models import BlockRNNModel
+
+    data = datamodule()
+    x_test, y_test = windows(data, "test")
+    rows = scaled_rows(data).astype("float32")
+    series = TimeSeries.from_dataframe(rows)
+    train = series[: BORDERS[0]]
+    timer = lightning_timer(pl.Callback)
+    model = BlockRNNModel(
+        input_chunk_length=LOOKBACK,
+        output_chunk_length=HORIZON,
+        model="LSTM",
+        hidden_dim=HIDDEN,
+        n_rnn_layers=1,
+        n_epochs=epochs,
+        batch_size=BATCH_SIZE,
+        optimizer_kwargs={"lr": 1e-3},
+        random_state=1,
+        pl_trainer_kwargs={
+            "callbacks": [timer],
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "logger": False,
+            "accelerator": "cpu",
+            "max_time": max_time(),
+            **({"limit_train_batches": QUICK_BATCHES} if quick else {}),
+        },
+    )
+    model.fit(train, verbose=False)
+    start = time.perf_counter()
+    forecasts = model.historical_forecasts(
+        series,
+        start=BORDERS[1],
+        start_format="position",
+        forecast_horizon=HORIZON,
+        stride=1,
+        retrain=False,
+        last_points_only=False,
+        overlap_end=False,
+        verbose=False,
+    )
+    infer_seconds = time.perf_counter() - start
+    y_hat = torch.tensor([f.values() for f in forecasts])
+    return {
+        **score(y_hat, y_test),
+        "train_seconds": TIMES["fit"],
+        "train_windows": TIMES["batches"] * BATCH_SIZE,  # last batch may be short: an upper bound
+        "infer_seconds": infer_seconds,
+    }
+
+
+def run_pytorch_forecasting(epochs: int, quick: bool) -> dict:
+    """PyTorch Forecasting's RecurrentNetwork (LSTM), one global model over the 7 channels as 7
+    univariate series (its target is one column per group).
+
+    Its TimeSeriesDataSet takes exactly look-back 96 and horizon 96 (no shorter windows): 8449
+    training windows per channel from rows [0, 8640) and, from rows [11424, 14400), the 2785
+    test windows per channel.
+    """
+    import lightning.pytorch as lp
+    import pandas as pd
+    from pytorch_forecasting import RecurrentNetwork, TimeSeriesDataSet
+
+    data = datamodule()
+    x_test, y_test = windows(data, "test")
+    rows = scaled_rows(data)
+    channels = list(rows.columns)
+    long = rows.reset_index(drop=True).rename_axis("time_idx").reset_index()
+    long = long.melt("time_idx", var_name="channel", value_name="value")
+    long["channel"] = pd.Categorical(long["channel"], categories=channels)
+    train = TimeSeriesDataSet(
+        long[long.time_idx < BORDERS[0]],
+        time_idx="time_idx",
+        target="value",
+        group_ids=["channel"],
+        max_encoder_length=LOOKBACK,
+        max_prediction_length=HORIZON,
+        time_varying_unknown_reals=["value"],
+    )
+    test = TimeSeriesDataSet.from_dataset(
+        train, long[long.time_idx >= BORDERS[1] - LOOKBACK], stop_randomization=True
+    )
+    lp.seed_everything(1)
+    model = RecurrentNetwork.from_dataset(
+        train, cell_type="LSTM", hidden_size=HIDDEN, rnn_layers=1, learning_rate=1e-3
+    )
+    timer = lightning_timer(lp.Callback)
+    trainer = lp.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        callbacks=[timer],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_train_batches=QUICK_BATCHES if quick else 1.0,
+        max_time=max_time(),
+    )
+    trainer.fit(model, train_dataloaders=train.to_dataloader(train=True, batch_size=BATCH_SIZE))
+    loader = test.to_dataloader(train=False, batch_size=BATCH_SIZE)
+    start = time.perf_counter()
+    out = model.predict(loader, return_index=True, trainer_kwargs={"logger": False})
+    infer_seconds = time.perf_counter() - start
+    index = out.index.assign(row=range(len(out.index)))
+    index["channel"] = index["channel"].astype(str).map(channels.index)
+    order = index.sort_values(["channel", "time_idx"])["row"].to_numpy()
+    n = len(x_test)
+    y_hat = out.output[order].reshape(len(channels), n, HORIZON).permute(1, 2, 0)
+    return {
+        **score(y_hat.float(), y_test),
+        "train_seconds": TIMES["fit"],
+        "train_windows": TIMES["batches"] * BATCH_SIZE / len(channels),
+        "infer_seconds": infer_seconds,
+    }
+
+
+def run_worker(method: str, epochs: int, quick: bool, out: Path) -> dict:
+    if method in OURS:
+        return run_ours(method, epochs, quick, out)
+    if method == "dlinear":
+        return run_dlinear(epochs, quick)
+    if method in ("naive", "seasonal naive"):
+        return run_naive(seasonal=method == "seasonal naive")
+    if method == "neuralforecast LSTM":
+        return run_neuralforecast(epochs, quick)
+    if method == "darts BlockRNN LSTM":
+        return run_darts(epochs, quick)
+    if method == "pytorch-forecasting RecurrentNetwork":
+        return run_pytorch_forecasting(epochs, quick)
+    raise NotImplementedError(f"no worker for {method!r}")
+
+
+# ---- driver ------------------------------------------------------------------------------------
+
+
+def measure(method: str, args, out: Path) -> dict:
+    """Run one method's worker in a subprocess; its result, plus its own peak RSS in MB."""
+    module = PEERS.get(method)
+    if module is not None and importlib.util.find_spec(module) is None:
+        return {"status": "not installed"}
+    result_path = out / f"{method.replace('/', '-').replace(' ', '_')}.json"
+    cmd = [sys.executable, __file__, "--worker", method, "--epochs", str(args.epochs)]
+    cmd += ["--out", str(out), "--result", str(result_path)] + (["--quick"] if args.quick else [])
+    cmd += ["--minutes", str(args.minutes)] if args.minutes else []
+    log_path = result_path.with_suffix(".log")
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        tail = log_path.read_text()[-1500:]
+        print(f"{method} failed (log {log_path}):\n{tail}", file=sys.stderr)
+        return {"status": "failed"}
+    result = json.loads(result_path.read_text())
+    result["peak_rss_mb"] = usage.ru_maxrss / 1024  # Linux reports kilobytes
+    return result
+
+
+def row(method: str, r: dict) -> str:
+    name = method if method not in OURS else "forecast " + method.replace("/", " (") + ")"
+    if method in NOTES:
+        name += f" [{NOTES[method]}]"
+    if "mse" not in r:
+        return f"| {name} | {r['status']} | | | | | |"
+    train = r.get("train_seconds")
+    cells = [
+        f"{r['mse']:.4f}",
+        f"{r['mae']:.4f}",
+        "-" if train is None else f"{train:.1f}",
+        "-" if train is None else f"{r['train_windows'] / train:,.0f}",
+        f"{r['test_windows'] / r['infer_seconds']:,.0f}",
+        f"{r['peak_rss_mb']:,.0f}",
+    ]
+    return f"| {name} | " + " | ".join(cells) + " |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=10, help="training epochs, every method")
+    parser.add_argument(
+        "--minutes", type=float, default=None, help="and at most this much training, every method"
+    )
+    parser.add_argument("--quick", action="store_true", help=f"1 epoch of {QUICK_BATCHES} batches")
+    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS, metavar="M")
+    parser.add_argument("--out", type=Path, default=None, help="run directories (default: temp)")
+    parser.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
+    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.quick:
+        args.epochs = 1
+    BUDGET["minutes"] = args.minutes
+    if args.worker:
+        result = run_worker(args.worker, args.epochs, args.quick, args.out)
+        args.result.write_text(json.dumps(result))
+        return
+
+    from forecast.runtime import tune_malloc
+
+    tune_malloc()  # every worker inherits the allocator settings train.py runs with
+    out = args.out or Path(tempfile.mkdtemp(prefix="peers-bench-"))
+    out.mkdir(parents=True, exist_ok=True)
+    budget = f"{args.epochs} epoch(s)" + (
+        f" of {QUICK_BATCHES} batches" if args.quick else " over the 8449 training windows"
+    )
+    if args.minutes:
+        budget += f", at most {args.minutes:g} min of training (validation included)"
+    print(
+        f"# ETTh1 LB{LOOKBACK}/H{HORIZON}, all 7 channels; budget {budget}, batch {BATCH_SIZE}; "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
+    print(
+        "| method | test MSE | test MAE | train s | train windows/s | inference windows/s "
+        "| peak RSS MB |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for method in args.methods:
+        print(row(method, measure(method, args, out)), flush=True)
+    notes = sorted({NOTES[m] for m in args.methods if m in NOTES})
+    print(f"\n{PEER_SETUP}")
+    for note in notes:
+        print(f"[{note}] {FOOTNOTES[note]}")
+    print(f"\nrun directories and logs: {out}")
+
+
+if __name__ == "__main__":
+    main()

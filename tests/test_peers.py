@@ -1,0 +1,52 @@
+"""benchmarks/peers.py runs in its quick mode, so it cannot rot.
+
+Run with the project's own environment, where the peers (the `bench` extra) are not installed:
+they must show as "not installed" rows, not as errors.
+"""
+
+import importlib.util
+import math
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+OURS = [
+    f"forecast {cell} ({impl})" for cell in ("lstm", "lstmp", "gru") for impl in ("torch", "custom")
+]
+PEERS = {  # row -> the module it needs
+    "neuralforecast LSTM": "neuralforecast",
+    "darts BlockRNN LSTM": "darts",
+    "pytorch-forecasting RecurrentNetwork": "pytorch_forecasting",
+}
+
+
+def test_quick_comparison_has_a_row_per_method(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "benchmarks/peers.py", "--quick", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {
+        cells[0].split(" [")[0]: cells[1:]
+        for line in result.stdout.splitlines()
+        if line.startswith("| ") and "---" not in line and "test MSE" not in line
+        for cells in [[c.strip() for c in line.strip("|").split("|")]]
+    }
+    for method in [*OURS, "dlinear", "naive", "seasonal naive"]:
+        mse, mae, *_, rss = rows[method]
+        assert math.isfinite(float(mse)) and float(mse) > 0, (method, rows[method])
+        assert float(mae) > 0 and float(rss.replace(",", "")) > 0
+    for method, module in PEERS.items():
+        assert method in rows
+        if importlib.util.find_spec(module) is None:  # the project's environment
+            assert rows[method][0] == "not installed"
+    # the naive forecast of the protocol's test windows is a published number (LTSF-Linear, Repeat)
+    assert float(rows["naive"][0]) == pytest.approx(1.295, abs=1e-3)
