@@ -18,8 +18,8 @@ def shared_data_dir() -> Path | None:
     return None
 
 
-@pytest.fixture
-def shared_data() -> Path:
+def require_shared_data() -> Path:
+    """The reference data folder; without it a test fails in CI and skips elsewhere, saying why."""
     found = shared_data_dir()
     if found is None:
         message = "the reference data sets (../shared/data) are not beside this checkout"
@@ -27,6 +27,11 @@ def shared_data() -> Path:
             pytest.fail(message)
         pytest.skip(message + "; set FORECAST_DATA_DIR to their folder to run this test")
     return found
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    return require_shared_data()
 
 
 def run_script(*args: str, keep_data_dir: bool = False, timeout: float = 600):

@@ -11,7 +11,7 @@ import pytest
 
 from forecast import predict as P
 from forecast.metrics import smape
-from tests.conftest import ROOT, run_script
+from tests.conftest import ROOT, require_shared_data, run_script
 
 pytestmark = pytest.mark.slow
 
@@ -41,12 +41,7 @@ def etth1_model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def shared_data():
-    from tests.conftest import shared_data_dir
-
-    found = shared_data_dir()
-    if found is None:
-        pytest.skip("the reference data sets (../shared/data) are not beside this checkout")
-    return found
+    return require_shared_data()
 
 
 def quiet(*args, **kwargs):
