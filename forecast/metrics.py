@@ -61,8 +61,9 @@ def pinball(y_hat_q: torch.Tensor, y: torch.Tensor, quantile: float) -> torch.Te
     return torch.maximum(quantile * error, (quantile - 1) * error)
 
 
-def _nanmean(values: torch.Tensor) -> torch.Tensor:
-    return values.nanmean()
+def median_index(quantiles) -> int:
+    """Which of `quantiles` serves as the point forecast: the one nearest 0.5 (0 if none)."""
+    return min(range(len(quantiles)), key=lambda i: abs(quantiles[i] - 0.5)) if quantiles else 0
 
 
 def mse(y_hat, y):
@@ -78,7 +79,7 @@ def rmse(y_hat, y):
 
 
 def mape(y_hat, y):
-    return _nanmean(absolute_percentage_error(y_hat, y))
+    return absolute_percentage_error(y_hat, y).nanmean()
 
 
 def smape(y_hat, y):
@@ -86,7 +87,7 @@ def smape(y_hat, y):
 
 
 def mase(y_hat, y, history, season: int = 1):
-    return _nanmean(scaled_absolute_error(y_hat, y, history, season))
+    return scaled_absolute_error(y_hat, y, history, season).nanmean()
 
 
 def owa(smape_value: float, mase_value: float, smape_naive2: float, mase_naive2: float) -> float:

@@ -23,6 +23,7 @@ from forecast.atomic import atomic_path
 from forecast.data.errors import DataError
 from forecast.data.io import Frame, read_long, read_rows, read_wide
 from forecast.export import ExportedModel
+from forecast.metrics import median_index
 
 SUFFIXES = (".csv", ".parquet", ".pq", ".csv.gz")
 FORMATS = ("csv", "parquet")
@@ -164,7 +165,7 @@ def to_long(
         "step": np.tile(np.arange(1, horizon + 1), len(ids) // horizon),
     }
     if quantiles:
-        median = min(range(len(quantiles)), key=lambda i: abs(quantiles[i] - 0.5))
+        median = median_index(quantiles)
         columns["y_hat"] = values[:, median]
         for i, q in enumerate(quantiles):
             columns[f"y_hat_q{round(q * 100):02d}"] = values[:, i]
@@ -379,7 +380,7 @@ class BatchForecaster:
         y_hat = np.concatenate(outputs)
         if y_hat.ndim == 4:  # quantiles: the median is the point forecast
             quantiles = self.meta["quantiles"]
-            y_hat = y_hat[..., min(range(len(quantiles)), key=lambda i: abs(quantiles[i] - 0.5))]
+            y_hat = y_hat[..., median_index(quantiles)]
         df = backtest_frame(job.frame, origins, truths, y_hat, self.wide)
         target = job.target.with_name(job.target.name.replace(".forecast.", ".backtest."))
         write_table(df, target, self.format)

@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from forecast.metrics import ForecastMetrics, pinball
+from forecast.metrics import ForecastMetrics, median_index, pinball
 from forecast.models.network import ForecastNet
 
 LOSSES = ("mse", "mae", "huber", "quantile")
@@ -48,11 +48,8 @@ class Forecaster(pl.LightningModule):
         self.net = ForecastNet(
             n_channels, lookback, horizon, n_quantiles=max(len(self.quantiles), 1), **net_options
         )
-        self.median = (
-            min(range(len(self.quantiles)), key=lambda i: abs(self.quantiles[i] - 0.5))
-            if self.quantiles
-            else 0
-        )
+        self.median = median_index(self.quantiles)
+
         scaler_shape = tuple(scaler_shape or (1, n_channels))
         self.register_buffer("scaler_mean", torch.zeros(scaler_shape))
         self.register_buffer("scaler_scale", torch.ones(scaler_shape))
