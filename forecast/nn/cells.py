@@ -112,8 +112,11 @@ def pack_weight(weight: Tensor, batch: int) -> Tensor | None:
 
 
 def _onednn_works() -> bool:
+    # a generator of its own: this runs at import, which must not move the global RNG (a run
+    # seeded before its first import would otherwise differ from the same run seeded after)
+    generator = torch.Generator().manual_seed(0)
     try:
-        x, w, other = torch.randn(3, 4), torch.randn(5, 4), torch.randn(3, 5)
+        x, w, other = (torch.randn(*size, generator=generator) for size in [(3, 4), (5, 4), (3, 5)])
         packed = torch.ops.mkldnn._reorder_linear_weight(w, 3)
         got = torch.ops.mkldnn._linear_pointwise(x, other, packed, None, "add")
         return bool(torch.allclose(got, torch.addmm(other, x, w.t()), atol=1e-5))
