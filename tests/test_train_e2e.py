@@ -95,8 +95,17 @@ def test_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path):
         assert resumed[key] == whole[key], key
 
 
-def test_bf16_mixed_precision_runs_on_cpu(tmp_path):
-    metrics = run_train(tmp_path / "bf16", "trainer.precision=bf16-mixed")
+@pytest.mark.parametrize(
+    "model",
+    [
+        ["model=lstm"],
+        ["model=lstmp", "model.proj_size=8", "model.impl=custom"],
+        ["model=gru", "model.impl=custom"],
+    ],
+    ids=("lstm-torch", "lstmp-custom", "gru-custom"),
+)
+def test_bf16_mixed_precision_runs_on_cpu(tmp_path, model):
+    metrics = run_train(tmp_path / "bf16", "trainer.precision=bf16-mixed", *model)
     assert math.isfinite(metrics["test_mse"])
     assert (
         yaml.safe_load((tmp_path / "bf16" / "config.yaml").read_text())["trainer"]["precision"]

@@ -152,6 +152,18 @@ class _RecurrentBase(nn.Module):
 
     def _forward(self, input, states: list[Tensor] | None):
         """Shared forward: returns (output, final states) in the caller's layout."""
+        device_type = (input.data if isinstance(input, PackedSequence) else input).device.type
+        if torch.is_autocast_enabled(device_type):
+            # Mixed precision (Lightning's 16-mixed / bf16-mixed): the layers before us hand over
+            # half-precision values. The recurrence runs in the weights' precision, autocast off:
+            # a cell state summed over hundreds of steps in bf16 (8 bits of mantissa) drifts,
+            # and the hand-written backward is written for one dtype. The output keeps that
+            # precision; the layers after us cast it again as autocast says.
+            dtype = self.weight_ih_l0.dtype
+            with torch.autocast(device_type, enabled=False):
+                return self._forward(
+                    input.to(dtype), None if states is None else [s.to(dtype) for s in states]
+                )
         if isinstance(input, PackedSequence):
             return self._forward_packed(input, states)
         if input.dim() not in (2, 3):
@@ -225,8 +237,10 @@ class _RecurrentBase(nn.Module):
         return [x.new_zeros(size) for size in self._state_sizes(batch)]
 
     def _check_input(self, x: Tensor) -> None:
+        if torch.jit.is_tracing():
+            return  # the tracer fixes the sizes it is shown; the checks would only warn
         weight_dtype = self.weight_ih_l0.dtype
-        if not torch.jit.is_tracing() and x.dtype != weight_dtype:
+        if x.dtype != weight_dtype:
             raise ValueError(
                 f"RNN input dtype ({x.dtype}) does not match weight dtype ({weight_dtype}). "
                 f"Convert input: input.to({weight_dtype}), or convert model: model.to({x.dtype})"
@@ -252,6 +266,8 @@ class _RecurrentBase(nn.Module):
         )
 
     def _check_state_sizes(self, states: list[Tensor], batch: int) -> None:
+        if torch.jit.is_tracing():
+            return
         for index, (state, size) in enumerate(zip(states, self._state_sizes(batch), strict=True)):
             if tuple(state.shape) != size:
                 which = "hidden" if len(states) == 1 else f"hidden[{index}]"

@@ -115,6 +115,38 @@ def test_outputs_and_states_keep_the_parameters_dtype(dtype):
     assert out.dtype == h.dtype == c.dtype == dtype
 
 
+@pytest.mark.parametrize("packed", (False, True), ids=("padded", "packed"))
+@pytest.mark.parametrize("cell", CELLS)
+def test_under_autocast_the_recurrence_runs_in_the_weights_precision(cell, packed):
+    # Lightning's bf16-mixed hands us the bf16 output of the layer before: we take it, and run
+    # as a float32 module would on the same values, gradients included
+    ours, ref = make_pair(cell, 3, 6, dtype=torch.float32)
+    x = torch.randn(5, 4, 3).to(torch.bfloat16)
+    lengths = torch.tensor([5, 2, 4, 1])
+
+    def forward(module, x):
+        if packed:
+            out, states = module(
+                nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
+            )
+            out = nn.utils.rnn.pad_packed_sequence(out)[0]
+        else:
+            out, states = module(x)
+        return [out, *(states if isinstance(states, tuple) else [states])]
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = forward(ours, x)
+    want = forward(ref, x.float())
+    for a, b in zip(got, want, strict=True):
+        assert a.dtype == torch.float32
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    torch.autograd.backward(got[0].sum())
+    torch.autograd.backward(want[0].sum())
+    for (name, a), b in zip(ours.named_parameters(), ref.parameters(), strict=True):
+        assert a.grad.dtype == torch.float32
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-5, rtol=0, msg=name)
+
+
 def test_repr_matches_torchs():
     kwargs = {"num_layers": 2, "bias": False, "batch_first": True, "dropout": 0.1}
     kwargs.update(bidirectional=True, proj_size=2)
