@@ -3,6 +3,7 @@
     python benchmarks/etth1.py                      # lstm, lstmp, gru x 96/192/336/720 x 3 seeds
     python benchmarks/etth1.py --quick              # one short run per model (smoke test)
     python benchmarks/etth1.py --models gru --horizons 96 --seeds 1 -- model.hidden_size=64
+    python benchmarks/etth1.py --jobs 8 -- trainer=gpu  # on a GPU: eight runs at a time
 
 Each run is `train.py experiment=etth1_<horizon>` in a subprocess (its own run directory under
 --out); the table shows the mean and spread over seeds and the training time of each.
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +56,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None, help="run directories (default: temp)")
     parser.add_argument("--quick", action="store_true", help="tiny budget, one seed, horizon 96")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="runs at a time (a GPU has room for several)"
+    )
     parser.add_argument("overrides", nargs="*", help="train.py overrides for every run")
     args = parser.parse_args()
     extra = list(args.overrides)
@@ -76,9 +81,17 @@ def main() -> None:
         "| epochs | train s / run |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    seeds = range(1, args.seeds + 1)
+    pool = ThreadPoolExecutor(max_workers=args.jobs)
+    pending = {
+        (horizon, model, seed): pool.submit(run, model, horizon, seed, out, extra)
+        for horizon in args.horizons
+        for model in args.models
+        for seed in seeds
+    }
     for horizon in args.horizons:
         for model in args.models:
-            runs = [run(model, horizon, seed, out, extra) for seed in range(1, args.seeds + 1)]
+            runs = [pending[horizon, model, seed].result() for seed in seeds]
             mse = [r["test_mse"] for r in runs]
             mae = [r["test_mae"] for r in runs]
             spread = statistics.stdev(mse) if len(mse) > 1 else 0.0
@@ -90,6 +103,7 @@ def main() -> None:
                 f"| {statistics.mean(r['fit_seconds'] for r in runs):.0f} |",
                 flush=True,
             )
+    pool.shutdown()
     print(f"\nrun directories: {out}")
 
 

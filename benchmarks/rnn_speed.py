@@ -3,6 +3,7 @@
     python benchmarks/rnn_speed.py                  # the table, in this process's environment
     python benchmarks/rnn_speed.py --malloc-compare # the table twice: glibc defaults, then tuned
     python benchmarks/rnn_speed.py --quick          # tiny sizes, one repeat (a smoke test)
+    python benchmarks/rnn_speed.py --device cuda    # on a GPU: ours against cuDNN
 
 Columns: milliseconds per call, median of the repeats after warm-up; `fwd` is a forward pass
 under no_grad, `f+b` a forward pass plus the backward of `output.sum()`; `ratio` is ours over
@@ -74,13 +75,19 @@ def build(cell: str, impl: str, input_size: int, hidden: int, layers: int) -> nn
     return NaiveLoop(rnn) if impl == "naive" else rnn
 
 
-def median_ms(fn, warmup: int, repeats: int) -> float:
+def median_ms(fn, warmup: int, repeats: int, device: torch.device) -> float:
+    def sync():  # kernels run asynchronously on a GPU: time them to their end
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
+        sync()
         start = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - start)
     return 1000 * statistics.median(times)
 
@@ -96,7 +103,11 @@ def measure(module: nn.Module, x: torch.Tensor, warmup: int, repeats: int) -> tu
         module.zero_grad(set_to_none=True)
         module(x)[0].sum().backward()
 
-    return median_ms(forward, warmup, repeats), median_ms(forward_backward, warmup, repeats)
+    device = x.device
+    return (
+        median_ms(forward, warmup, repeats, device),
+        median_ms(forward_backward, warmup, repeats, device),
+    )
 
 
 HEADER = (
@@ -105,19 +116,23 @@ HEADER = (
 )
 
 
-def row(cell: str, size: tuple[int, ...], quick: bool, repeats: int) -> str:
+def row(cell: str, size: tuple[int, ...], quick: bool, repeats: int, device: str = "cpu") -> str:
     batch, length, input_size, hidden, layers = size
     warmup = 1 if quick else 3
     torch.manual_seed(0)
-    x = torch.randn(batch, length, input_size)
+    x = torch.randn(batch, length, input_size, device=device)
+
+    def make(impl):
+        return build(cell, impl, input_size, hidden, layers).to(device)
+
     ms = {}
     for impl in ("custom", "torch"):
-        ms[impl] = measure(build(cell, impl, input_size, hidden, layers), x, warmup, repeats)
-    fallback = build(cell, "custom", input_size, hidden, layers)
+        ms[impl] = measure(make(impl), x, warmup, repeats)
+    fallback = make("custom")
     fallback.manual_backward = False  # autograd through the compiled loop
     ms["autograd"] = measure(fallback, x, warmup, repeats)
     # the naive loop is only there for contrast: one warm-up and few repeats keep the run short
-    ms["naive"] = measure(build(cell, "naive", input_size, hidden, layers), x, 1, 1 + repeats // 4)
+    ms["naive"] = measure(make("naive"), x, 1, 1 + repeats // 4)
     (fo, bo), (ft, bt), (_, ba), (fn, bn) = (
         ms[k] for k in ("custom", "torch", "autograd", "naive")
     )
@@ -128,13 +143,13 @@ def row(cell: str, size: tuple[int, ...], quick: bool, repeats: int) -> str:
     )
 
 
-def print_table(quick: bool, repeats: int) -> None:
+def print_table(quick: bool, repeats: int, device: str = "cpu") -> None:
     """Print the table a row at a time, so a long run shows progress."""
     print(HEADER)
     print("|" + "---|" * (HEADER.count("|") - 1), flush=True)
     for cell in CELLS:
         for size in QUICK_SIZES if quick else FULL_SIZES:
-            print(row(cell, size, quick, repeats), flush=True)
+            print(row(cell, size, quick, repeats, device), flush=True)
 
 
 def malloc_compare(argv: list[str]) -> None:
@@ -154,8 +169,10 @@ def main() -> None:
         "--malloc-compare", action="store_true", help="run with glibc defaults and tuned malloc"
     )
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
     args = parser.parse_args()
     passthrough = ["--quick"] if args.quick else ["--repeats", str(args.repeats)]
+    passthrough += ["--device", args.device]
     if args.threads:
         passthrough += ["--threads", str(args.threads)]
         torch.set_num_threads(args.threads)
@@ -163,8 +180,13 @@ def main() -> None:
         malloc_compare(passthrough)
         return
     repeats = 1 if args.quick else args.repeats
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, ms per call (median)")
-    print_table(args.quick, repeats)
+    device = torch.device(args.device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(
+        f"torch {torch.__version__}, {where}, threads {torch.get_num_threads()}, "
+        "ms per call (median)"
+    )
+    print_table(args.quick, repeats, args.device)
 
 
 if __name__ == "__main__":
