@@ -3,7 +3,10 @@
 import hydra
 from omegaconf import DictConfig
 
+from forecast.config import register_resolvers
 from forecast.runtime import tune_malloc
+
+register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

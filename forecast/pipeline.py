@@ -26,9 +26,11 @@ from pytorch_lightning.callbacks import ProgressBar
 
 from forecast.atomic import write_text as write_atomic
 from forecast.callbacks import RNGStateCheckpoint
+from forecast.config import register_resolvers
 from forecast.export import export_bundle
 
 log = logging.getLogger(__name__)
+register_resolvers()
 
 
 def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> float:
