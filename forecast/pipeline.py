@@ -61,8 +61,17 @@ def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> float:
     fit_seconds = time.perf_counter() - start
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     ckpt = best or None
-    val = trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
-    test = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
+    # an empty list where the trainer runs no batches (e.g. trainer.limit_val_batches=0)
+    val = first(trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False))
+    test = first(trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False))
+    for split, results in (("val", val), ("test", test)):
+        if not results:
+            log.warning(
+                "no %s batches (trainer.limit_%s_batches=0?): metrics.json has no %s_* metrics",
+                split,
+                split,
+                split,
+            )
 
     metrics = {
         **{k: float(v) for k, v in sorted({**val, **test}.items())},
@@ -78,8 +87,12 @@ def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> float:
         write_atomic(output_dir / "metrics_per_step.csv", per_step_csv(model.test_results))
         plot_test_windows(model, datamodule, output_dir / "forecast.png")
         export(cfg, datamodule, model, output_dir / "export")
-    objective = metrics["val_mse"]
+    objective = metrics.get("val_mse", math.inf)
     return objective if math.isfinite(objective) else float("inf")
+
+
+def first(results: list[dict]) -> dict:
+    return results[0] if results else {}
 
 
 def scaler_table(datamodule) -> tuple[np.ndarray, np.ndarray]:

@@ -60,6 +60,25 @@ def test_each_model_trains_tests_and_writes_its_artefacts(tmp_path, model, impl)
     np.testing.assert_allclose(exported.predict(raw), scripted, rtol=1e-5, atol=1e-5)
 
 
+def test_a_run_without_validation_or_test_batches_still_writes_and_exports(tmp_path):
+    # Lightning's own switches to skip evaluation: the run trains, says what it skipped, and
+    # ships the last weights (without validation nothing can pick a best epoch)
+    run_dir = tmp_path / "skip"
+    metrics = run_train(
+        run_dir,
+        "+trainer.limit_val_batches=0",
+        "+trainer.limit_test_batches=0",
+        "callbacks.early_stopping=null",
+    )
+    assert not [
+        k for k in metrics if k.startswith(("val_", "test_")) and k.endswith(("mse", "mae"))
+    ]
+    assert metrics["best_checkpoint"] is None and metrics["epochs"] == 1
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    raw = np.random.default_rng(0).normal(10, 3, (2, 96, 7)).astype("float32")
+    assert np.isfinite(ExportedModel(run_dir).predict(raw)).all()
+
+
 def test_same_seed_gives_same_metrics_and_overrides_apply(tmp_path):
     overrides = ["data.lookback=48", "data.horizon=24", "seed=7"]
     first = run_train(tmp_path / "a", *overrides)
