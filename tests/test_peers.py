@@ -44,6 +44,9 @@ def test_quick_comparison_has_a_row_per_method(tmp_path):
         mse, mae, *_, rss = rows[method]
         assert math.isfinite(float(mse)) and float(mse) > 0, (method, rows[method])
         assert float(mae) > 0 and float(rss.replace(",", "")) > 0
+    for method in [*OURS, "dlinear"]:
+        fit, training = (float(rows[method][i]) for i in (2, 3))
+        assert 0 < training <= fit, (method, rows[method])  # validation is taken out
     for method, module in PEERS.items():
         assert method in rows
         if importlib.util.find_spec(module) is None:  # the project's environment
