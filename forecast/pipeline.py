@@ -68,9 +68,7 @@ def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> float:
         if not results:
             log.warning(
                 "no %s batches (trainer.limit_%s_batches=0?): metrics.json has no %s_* metrics",
-                split,
-                split,
-                split,
+                *[split] * 3,
             )
 
     metrics = {

@@ -63,4 +63,4 @@ def test_trains_on_the_gpu_and_ships_a_cpu_model(tmp_path, model, impl, precisio
         want = reference.eval()(torch.from_numpy(raw)).numpy()
     for engine in ("torchscript", "onnx"):
         got = ExportedModel(run_dir, engine).predict(raw)
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4, err_msg=engine)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=engine)
