@@ -56,11 +56,13 @@ def run_pair(cell, dtype, layers, bidirectional, packed):
     hx = initial_state(ref, BATCH, dtype)
     hx = tuple(s.detach().to(CUDA).requires_grad_() for s in flat_states(hx))
     hx = hx if len(hx) == 2 else hx[0]
-    names = ["input", *[f"hx[{i}]" for i in range(len(flat_states(hx)))]]
+    states = range(len(flat_states(hx)))
+    # what outputs_and_grads returns, in order: outputs, then gradients of the leaves
+    names = ["output", *[f"state[{i}]" for i in states], "input", *[f"hx[{i}]" for i in states]]
     names += [name for name, _ in ours.named_parameters()]
     got = [t for part in outputs_and_grads(ours, x, hx, packed) for t in part]
     want = [t for part in outputs_and_grads(ref, x, hx, packed) for t in part]
-    return ["output", *[f"state[{i}]" for i in range(len(got) - len(names) - 1)], *names], got, want
+    return names, got, want
 
 
 GRID = pytest.mark.parametrize(
