@@ -5,6 +5,7 @@ Named uniquely (not conftest) so that it cannot clash with helpers of other test
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from forecast.nn import GRU, LSTM
 
@@ -39,3 +40,32 @@ def initial_state(module, batch, dtype, unbatched=False, seed=1):
 
 def flat_states(hidden):
     return list(hidden) if isinstance(hidden, tuple) else [hidden]
+
+
+def run(module, x, hx, lengths=None, batch_first=False):
+    """Forward through `module`; returns the tensors to compare: padded output, final states.
+
+    With `lengths` the input goes in packed (unsorted lengths, so packing must reorder).
+    """
+    if lengths is not None:
+        lengths = torch.tensor(lengths)
+        inp = pack_padded_sequence(x, lengths, batch_first, enforce_sorted=False)
+        out, hidden = module(inp, hx)
+        out = pad_packed_sequence(out, batch_first)[0]
+    else:
+        out, hidden = module(x, hx)
+    return [out, *flat_states(hidden)]
+
+
+def grads_of(module, x, hx, lengths=None, batch_first=False):
+    """Outputs, then gradients of a random projection of them w.r.t. inputs, states, params.
+
+    The projection is drawn on the CPU from a fixed seed, so it is the same on every device.
+    """
+    results = run(module, x, hx, lengths, batch_first)
+    gen = torch.Generator().manual_seed(7)
+    weights = [torch.randn(r.shape, generator=gen, dtype=r.dtype).to(r.device) for r in results]
+    loss = sum((r * w).sum() for r, w in zip(results, weights, strict=True))
+    leaves = [x, *flat_states(hx), *module.parameters()]
+    grads = torch.autograd.grad(loss, leaves)
+    return [r.detach() for r in results], grads

@@ -6,8 +6,7 @@ CI has no GPU, so there this module is skipped as a whole; on a GPU machine run
 
 import pytest
 import torch
-from rnn_helpers import CELLS, flat_states, initial_state, make_pair
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from rnn_helpers import CELLS, flat_states, grads_of, initial_state, make_pair
 
 if not torch.cuda.is_available():
     pytest.skip("no CUDA device", allow_module_level=True)
@@ -26,25 +25,6 @@ def _exact_float32():
     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
-def forward(module, x, hx, packed):
-    if packed:
-        lengths = torch.tensor(LENGTHS)
-        out, hidden = module(pack_padded_sequence(x, lengths, enforce_sorted=False), hx)
-        out = pad_packed_sequence(out)[0]
-    else:
-        out, hidden = module(x, hx)
-    return [out, *flat_states(hidden)]
-
-
-def outputs_and_grads(module, x, hx, packed):
-    results = forward(module, x, hx, packed)
-    gen = torch.Generator().manual_seed(7)
-    weights = [torch.randn(r.shape, generator=gen, dtype=r.dtype).to(CUDA) for r in results]
-    loss = sum((r * w).sum() for r, w in zip(results, weights, strict=True))
-    leaves = [x, *flat_states(hx), *module.parameters()]
-    return [r.detach() for r in results], torch.autograd.grad(loss, leaves)
-
-
 def run_pair(cell, dtype, layers, bidirectional, packed):
     """(ours, cuDNN's): outputs and gradients, the same weights, inputs and states."""
     ours, ref = make_pair(
@@ -57,11 +37,12 @@ def run_pair(cell, dtype, layers, bidirectional, packed):
     hx = tuple(s.detach().to(CUDA).requires_grad_() for s in flat_states(hx))
     hx = hx if len(hx) == 2 else hx[0]
     states = range(len(flat_states(hx)))
-    # what outputs_and_grads returns, in order: outputs, then gradients of the leaves
+    # what grads_of returns, in order: outputs, then gradients of the leaves
     names = ["output", *[f"state[{i}]" for i in states], "input", *[f"hx[{i}]" for i in states]]
     names += [name for name, _ in ours.named_parameters()]
-    got = [t for part in outputs_and_grads(ours, x, hx, packed) for t in part]
-    want = [t for part in outputs_and_grads(ref, x, hx, packed) for t in part]
+    lengths = LENGTHS if packed else None
+    got = [t for part in grads_of(ours, x, hx, lengths) for t in part]
+    want = [t for part in grads_of(ref, x, hx, lengths) for t in part]
     return names, got, want
 
 

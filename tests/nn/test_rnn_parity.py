@@ -4,34 +4,13 @@ import itertools
 
 import pytest
 import torch
-from rnn_helpers import CELLS, flat_states, initial_state, make_pair
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from rnn_helpers import CELLS, flat_states, grads_of, initial_state, make_pair, run
+from torch.nn.utils.rnn import pack_padded_sequence
 
 from forecast.nn import cells
 
 INPUT, HIDDEN, BATCH, STEPS = 3, 6, 4, 5
 LENGTHS = [3, 5, 1, 4]  # unequal and unsorted, so packing must reorder
-
-
-def run(module, x, hx, kind, batch_first):
-    """Forward through `module`; returns tensors to compare: padded output and final states."""
-    if kind == "packed":
-        inp = pack_padded_sequence(x, torch.tensor(LENGTHS), batch_first, enforce_sorted=False)
-        out, hidden = module(inp, hx)
-        out = pad_packed_sequence(out, batch_first)[0]
-    else:
-        out, hidden = module(x, hx)
-    return [out, *flat_states(hidden)]
-
-
-def grads_of(module, x, hx, kind, batch_first):
-    """Outputs, then gradients of a random projection of them w.r.t. inputs, states, params."""
-    results = run(module, x, hx, kind, batch_first)
-    gen = torch.Generator().manual_seed(7)
-    loss = sum((r * torch.randn(r.shape, generator=gen, dtype=r.dtype)).sum() for r in results)
-    leaves = [x, *flat_states(hx), *module.parameters()]
-    grads = torch.autograd.grad(loss, leaves)
-    return [r.detach() for r in results], grads
 
 
 def inputs(kind, batch_first, dtype):
@@ -51,8 +30,9 @@ def assert_parity(cell, kind, dtype, atol, manual_backward=True, **kwargs):
     x = inputs(kind, kwargs.get("batch_first", False), dtype)
     hx = initial_state(ref, BATCH, dtype, unbatched=kind == "unbatched")
     batch_first = kwargs.get("batch_first", False)
-    ours_out, ours_grads = grads_of(ours, x, hx, kind, batch_first)
-    ref_out, ref_grads = grads_of(ref, x, hx, kind, batch_first)
+    lengths = LENGTHS if kind == "packed" else None
+    ours_out, ours_grads = grads_of(ours, x, hx, lengths, batch_first)
+    ref_out, ref_grads = grads_of(ref, x, hx, lengths, batch_first)
     for a, b in zip(ours_out, ref_out, strict=True):
         assert a.shape == b.shape
         torch.testing.assert_close(a, b, atol=atol, rtol=0)
@@ -125,9 +105,7 @@ def test_training_takes_the_chosen_backward(cell, manual_backward):
 def test_default_initial_state_is_zero_like_torch(cell):
     ours, ref = make_pair(cell, INPUT, HIDDEN, num_layers=2, bidirectional=True)
     x = torch.randn(STEPS, BATCH, INPUT, dtype=torch.float64)
-    for a, b in zip(
-        run(ours, x, None, "batched", False), run(ref, x, None, "batched", False), strict=True
-    ):
+    for a, b in zip(run(ours, x, None), run(ref, x, None), strict=True):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
 
 
@@ -167,7 +145,7 @@ def test_float32_inference_and_training_with_and_without_onednn(cell, onednn, mo
     with torch.no_grad():
         ours, ref = make_pair(cell, INPUT, HIDDEN, dtype=torch.float32, num_layers=2)
         x = torch.randn(STEPS, BATCH, INPUT)
-        expected = run(ref, x, None, "batched", False)
-        for a, b in zip(run(ours, x, None, "batched", False), expected, strict=True):
+        expected = run(ref, x, None)
+        for a, b in zip(run(ours, x, None), expected, strict=True):
             torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
     assert_parity(cell, "batched", torch.float32, 1e-5, num_layers=2)
