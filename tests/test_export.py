@@ -34,6 +34,7 @@ def bundle(tmp_path, cell, proj, impl, decoder, quantiles=1):
         segment_len=24 if decoder == "pmf" else 12,
         decoder=decoder,
         n_quantiles=quantiles,
+        highway=decoder == "direct",  # both with and without the highway's linear map
     ).eval()
     mean = torch.linspace(-5, 30, 7)
     scale = torch.linspace(0.5, 8, 7)

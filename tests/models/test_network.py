@@ -85,6 +85,18 @@ def test_scaled_net_maps_raw_to_raw():
     torch.testing.assert_close(ScaledForecastNet(net, mean, scale)(raw), expected)
 
 
+@pytest.mark.parametrize("independent", [True, False])
+def test_highway_adds_a_linear_map_of_each_channels_lookback(independent):
+    # the highway is created last, so the same seed gives both nets the same other weights
+    without = make(revin=False, highway=False, channel_independent=independent)
+    with_highway = make(revin=False, highway=True, channel_independent=independent)
+    x = torch.randn(4, 24, 3)
+    added = with_highway.highway(x.transpose(1, 2)).transpose(1, 2)  # [B, horizon, C]
+    torch.testing.assert_close(with_highway(x)[..., 0], without(x)[..., 0] + added)
+    assert not torch.allclose(added, torch.zeros_like(added))
+    assert not any("highway" in name for name, _ in without.named_parameters())
+
+
 def test_bad_options_are_refused():
     with pytest.raises(ValueError, match="segment_len must be in 1..lookback"):
         make(segment_len=25)
