@@ -1,9 +1,9 @@
 """M4 Hourly: our models as global models over the 414 series, scored like the competition.
 
-    python benchmarks/m4_hourly.py            # lstm, lstmp, gru; 5 epochs each
+    python benchmarks/m4_hourly.py            # lstm, lstmp, gru; experiment=m4_hourly each
     python benchmarks/m4_hourly.py --quick    # a few batches of one epoch (smoke test)
 
-Each model is trained by `train.py data=m4_hourly` (validation: the last 48 values of each
+Each model is trained by `train.py experiment=m4_hourly` (validation: the last 48 values of each
 training series), exported, and used by the batch forecaster on the raw training file; its
 48-step forecasts are scored against the competition's test part: sMAPE (%), MASE (scale: the
 in-sample seasonal naive error, lag 24) and OWA against Naive2, beside Naive2, seasonal naive
@@ -57,7 +57,7 @@ def train_and_forecast(model: str, out: Path, train_path: Path, test_path: Path,
     cmd = [
         sys.executable,
         str(ROOT / "train.py"),
-        "data=m4_hourly",
+        "experiment=m4_hourly",
         f"model={model}",
         f"data.path={train_path}",
         f"data.test_path={test_path}",
@@ -78,12 +78,14 @@ def train_and_forecast(model: str, out: Path, train_path: Path, test_path: Path,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["lstm", "lstmp", "gru"])
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="default: experiment/m4_hourly.yaml's (20)"
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("overrides", nargs="*", help="train.py overrides for every run")
     args = parser.parse_args()
-    extra = [f"trainer.max_epochs={args.epochs}", *args.overrides]
+    extra = [*([f"trainer.max_epochs={args.epochs}"] if args.epochs else []), *args.overrides]
     if args.quick:
         extra += ["trainer.max_epochs=1", "trainer.limit_train_batches=5"]
     out = args.out or Path(tempfile.mkdtemp(prefix="m4-bench-"))

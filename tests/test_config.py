@@ -1,11 +1,13 @@
 """The configs in conf/ compose and resolve as documented."""
 
+import optuna
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from forecast.config import register_resolvers
 from forecast.nn import build_backbone
+from forecast.sweep import override, suggest
 from tests.conftest import ROOT
 
 
@@ -32,3 +34,28 @@ def test_an_explicit_projection_wins():
 @pytest.mark.parametrize("name", ["lstm", "gru"])
 def test_other_models_have_no_projection(name):
     assert resolved(f"model={name}")["proj_size"] == 0
+
+
+def test_the_highway_is_off_by_default_and_on_for_m4_hourly():
+    # BENCHMARKS.md: off wins on ETTh1 at every horizon, on wins on M4 Hourly
+    assert resolved()["highway"] is False
+    assert resolved("experiment=etth1_720")["highway"] is False
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+        cfg = compose("config", overrides=["output_dir=unused", "experiment=m4_hourly"])
+    assert cfg.model.highway is True
+    assert cfg.data.name == "M4-Hourly-train.csv"
+
+
+def test_every_value_of_the_default_sweep_space_is_a_valid_train_override():
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+        space = OmegaConf.to_container(compose("sweep").sweep.space)
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        for _ in range(8):
+            params = suggest(study.ask(), space)
+            overrides = [override(key, value) for key, value in params.items()]
+            cfg = compose("config", overrides=["output_dir=unused", *overrides])
+            for key, value in params.items():
+                got = cfg.model.cell if key == "model" else OmegaConf.select(cfg, key)
+                assert got == value, key
