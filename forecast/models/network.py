@@ -23,7 +23,7 @@ import math
 import torch
 from torch import nn
 
-from forecast.nn import backbone_output_size, build_backbone
+from forecast.nn import backbone_output_size, broadcast_step, build_backbone
 
 DECODERS = ("direct", "pmf")
 
@@ -154,6 +154,36 @@ class ForecastNet(nn.Module):
         return self._decode_pmf(state, n_units, batch)
 
     def _decode_pmf(self, state, n_units: int, batch: int) -> torch.Tensor:
+        if self.rnn.num_layers == 1 and not self.rnn.bidirectional:
+            output = self._decode_pmf_broadcast(state, n_units)
+        else:
+            output = self._decode_pmf_repeated(state, n_units, batch)
+        y = self.head(self.head_dropout(output))  # [U*M, W*F*Q]
+        y = y.view(n_units, self.n_out_segments * self.segment_len, self.features, self.n_quantiles)
+        return y[:, : self.horizon]
+
+    def _decode_pmf_broadcast(self, state, n_units: int) -> torch.Tensor:
+        """The decoding step without repeating anything: each of the M x C distinct queries is
+        projected once and each unit's state once (`broadcast_step`). [U*M, D]"""
+        m = self.n_out_segments
+        if self.channel_independent:
+            position = self.position_embedding[None].expand(self.n_channels, -1, -1)
+            channel = self.channel_embedding[:, None].expand(-1, m, -1)
+            queries = torch.cat([position, channel], dim=-1)  # [C, M, E]
+        else:
+            queries = self.position_embedding[None]  # [1, M, E]
+        # unit = b * C + c (or b): states [B, C, 1, *] meet queries [C, M, E]
+        groups = queries.shape[0]
+        if isinstance(state, tuple):
+            state = tuple(s[0].reshape(-1, groups, 1, s.shape[-1]) for s in state)
+        else:
+            state = state[0].reshape(-1, groups, 1, state.shape[-1])
+        output = broadcast_step(self.rnn, queries, state)  # [B, C, M, D]
+        return output.reshape(n_units * m, -1)
+
+    def _decode_pmf_repeated(self, state, n_units: int, batch: int) -> torch.Tensor:
+        """The decoding step as one call of the backbone on U*M one-step sequences (what
+        SegRNN does; needed for stacked or bidirectional backbones). [U*M, D]"""
         m = self.n_out_segments
         position = self.position_embedding[None].expand(n_units, -1, -1)  # [U, M, E - E_c]
         if self.channel_independent:
@@ -166,9 +196,7 @@ class ForecastNet(nn.Module):
         else:
             state = state.repeat_interleave(m, dim=1)
         output, _ = self.rnn(queries, state)  # [U*M, 1, D]
-        y = self.head(self.head_dropout(output[:, 0]))  # [U*M, W*F*Q]
-        y = y.view(n_units, m * self.segment_len, self.features, self.n_quantiles)
-        return y[:, : self.horizon]
+        return output[:, 0]
 
 
 class ScaledForecastNet(nn.Module):

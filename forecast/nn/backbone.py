@@ -1,7 +1,9 @@
 """Build a recurrent backbone from (cell, impl, sizes): ours or torch's fused module."""
 
-from torch import nn
+from torch import Tensor, nn
+from torch.nn import functional as F
 
+from forecast.nn.cells import gru_pointwise, lstm_pointwise
 from forecast.nn.rnn import GRU, LSTM
 
 CELLS = ("lstm", "lstmp", "gru")
@@ -56,3 +58,23 @@ def backbone_output_size(rnn: nn.Module) -> int:
     """Features per time step of the backbone's output."""
     per_direction = getattr(rnn, "proj_size", 0) or rnn.hidden_size
     return per_direction * (2 if rnn.bidirectional else 1)
+
+
+def broadcast_step(rnn: nn.Module, x: Tensor, state: Tensor | tuple[Tensor, Tensor]) -> Tensor:
+    """One step of a one-layer, one-direction backbone (ours or torch's), broadcast.
+
+    x: [..., I] inputs and `state` (h [..., P], and c [..., H] for an LSTM) need only broadcast
+    against each other: many inputs from one state, or one input for many states, cost one
+    matrix product per distinct input and per distinct state instead of one per pair. Returns
+    the new h (the step's output), [..., P], the same as `rnn` on every pair of them.
+    """
+    if rnn.num_layers != 1 or rnn.bidirectional:
+        raise ValueError("broadcast_step needs a one-layer, one-direction backbone")
+    bias_ih, bias_hh = getattr(rnn, "bias_ih_l0", None), getattr(rnn, "bias_hh_l0", None)
+    xw = F.linear(x, rnn.weight_ih_l0, bias_ih)
+    if isinstance(state, tuple):
+        h, c = state
+        gates = xw + F.linear(h, rnn.weight_hh_l0, bias_hh)
+        w_hr = getattr(rnn, "weight_hr_l0", None)
+        return lstm_pointwise(gates, c, None if w_hr is None else w_hr.t())[0]
+    return gru_pointwise(xw, F.linear(state, rnn.weight_hh_l0, bias_hh), state)

@@ -42,11 +42,17 @@ def lstm_step(
     `matmul_add`.
     """
     gates = matmul_add(h, xw, w_hh_t, packed_hh)  # [B, 4H]
-    i, f, g, o = gates.chunk(4, 1)
+    return lstm_pointwise(gates, c, w_hr_t)
+
+
+def lstm_pointwise(gates: Tensor, c: Tensor, w_hr_t: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The LSTM step after its matrix products: gates [..., 4H] (all four pre-activations,
+    both biases included) and c [..., H], broadcast against each other; returns (h, c)."""
+    i, f, g, o = gates.chunk(4, -1)
     c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-    h = torch.sigmoid(o) * torch.tanh(c)  # [B, H]
+    h = torch.sigmoid(o) * torch.tanh(c)  # [..., H]
     if w_hr_t is not None:
-        h = h.mm(w_hr_t)  # [B, P]
+        h = torch.matmul(h, w_hr_t)  # [..., P]
     return h, c
 
 
@@ -60,8 +66,14 @@ def gru_step(
     reset product. packed_hh: see `matmul_add`.
     """
     hw = matmul_add(h, b_hh, w_hh_t, packed_hh)  # [B, 3H]
-    x_r, x_z, x_n = xw.chunk(3, 1)
-    h_r, h_z, h_n = hw.chunk(3, 1)
+    return gru_pointwise(xw, hw, h)
+
+
+def gru_pointwise(xw: Tensor, hw: Tensor, h: Tensor) -> Tensor:
+    """The GRU step after its matrix products: xw [..., 3H] (with `bias_ih`), hw [..., 3H] (with
+    `bias_hh`) and h [..., H], broadcast against each other; returns the new h."""
+    x_r, x_z, x_n = xw.chunk(3, -1)
+    h_r, h_z, h_n = hw.chunk(3, -1)
     r = torch.sigmoid(x_r + h_r)
     z = torch.sigmoid(x_z + h_z)
     n = torch.tanh(x_n + r * h_n)

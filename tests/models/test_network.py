@@ -102,3 +102,51 @@ def test_bad_options_are_refused():
         make(segment_len=25)
     with pytest.raises(ValueError, match="decoder must be one of"):
         make(decoder="autoregressive")
+
+
+@pytest.mark.parametrize(
+    ("cell", "impl", "independent"),
+    [
+        (cell, impl, independent)
+        for cell, _ in CELLS
+        for impl in ("torch", "custom")
+        for independent in (True, False)
+    ],
+)
+def test_broadcast_decoder_equals_decoding_every_repeated_row(cell, impl, independent):
+    """The pmf decoder projects each distinct query and state once: the same values and
+    gradients as running the backbone on every (unit, output segment) pair, as SegRNN does."""
+    net = make(cell, dict(CELLS)[cell], impl=impl, channel_independent=independent).double()
+    batch = 4
+    n_units = batch * 3 if independent else batch
+    gen = torch.Generator().manual_seed(5)
+    sizes = [net.rnn.proj_size or net.rnn.hidden_size] if cell != "gru" else [net.rnn.hidden_size]
+    if cell != "gru":
+        sizes.append(net.rnn.hidden_size)
+    leaves = [
+        torch.randn(1, n_units, size, generator=gen, dtype=torch.float64).requires_grad_()
+        for size in sizes
+    ]
+    state = tuple(leaves) if cell != "gru" else leaves[0]
+    fast = net._decode_pmf_broadcast(state, n_units)
+    slow = net._decode_pmf_repeated(state, n_units, batch)
+    assert fast.shape == slow.shape == (n_units * net.n_out_segments, sizes[0])
+    torch.testing.assert_close(fast, slow, rtol=0, atol=1e-12)
+    weights = torch.randn(fast.shape, generator=gen, dtype=torch.float64)
+    params = [p for p in net.parameters() if p.requires_grad]
+    wrt = [*leaves, *params]
+    got = torch.autograd.grad((fast * weights).sum(), wrt, allow_unused=True)
+    want = torch.autograd.grad((slow * weights).sum(), wrt, allow_unused=True)
+    for a, b in zip(got, want, strict=True):
+        if b is None:
+            assert a is None or not a.any()
+        else:
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def test_stacked_or_bidirectional_backbones_decode_by_repeating():
+    for options in (dict(num_layers=2), dict(bidirectional=True)):
+        net = make(**options)
+        with pytest.raises(ValueError, match="one-layer, one-direction"):
+            net._decode_pmf_broadcast(net.rnn(torch.randn(3, 2, 12))[1], 3)
+        assert net(torch.randn(2, 24, 3)).shape == (2, 20, 3, 1)
