@@ -11,11 +11,14 @@ from forecast.sweep import override, suggest
 from tests.conftest import ROOT
 
 
-def resolved(*overrides: str) -> dict:
+def composed(*overrides: str, name: str = "config"):
     register_resolvers()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
-        cfg = compose("config", overrides=["output_dir=unused", *overrides])
-    return OmegaConf.to_container(cfg.model, resolve=True)
+        return compose(name, overrides=["output_dir=unused", *overrides])
+
+
+def resolved(*overrides: str) -> dict:
+    return OmegaConf.to_container(composed(*overrides).model, resolve=True)
 
 
 @pytest.mark.parametrize("hidden,proj", [(256, 128), (64, 32), (33, 16), (2, 1)])
@@ -40,22 +43,17 @@ def test_the_highway_is_off_by_default_and_on_for_m4_hourly():
     # BENCHMARKS.md: off wins on ETTh1 at every horizon, on wins on M4 Hourly
     assert resolved()["highway"] is False
     assert resolved("experiment=etth1_720")["highway"] is False
-    register_resolvers()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
-        cfg = compose("config", overrides=["output_dir=unused", "experiment=m4_hourly"])
+    cfg = composed("experiment=m4_hourly")
     assert cfg.model.highway is True
     assert cfg.data.name == "M4-Hourly-train.csv"
 
 
 def test_every_value_of_the_default_sweep_space_is_a_valid_train_override():
-    register_resolvers()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
-        space = OmegaConf.to_container(compose("sweep").sweep.space)
-        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-        for _ in range(8):
-            params = suggest(study.ask(), space)
-            overrides = [override(key, value) for key, value in params.items()]
-            cfg = compose("config", overrides=["output_dir=unused", *overrides])
-            for key, value in params.items():
-                got = cfg.model.cell if key == "model" else OmegaConf.select(cfg, key)
-                assert got == value, key
+    space = OmegaConf.to_container(composed(name="sweep").sweep.space)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(8):
+        params = suggest(study.ask(), space)
+        cfg = composed(*[override(key, value) for key, value in params.items()])
+        for key, value in params.items():
+            got = cfg.model.cell if key == "model" else OmegaConf.select(cfg, key)
+            assert got == value, key

@@ -162,16 +162,20 @@ class ForecastNet(nn.Module):
         y = y.view(n_units, self.n_out_segments * self.segment_len, self.features, self.n_quantiles)
         return y[:, : self.horizon]
 
+    def _queries(self) -> torch.Tensor:
+        """The decoder's distinct inputs: [C, M, E] (position and channel embeddings) for
+        channel-independent units, [1, M, E] (position only) for joint ones."""
+        if not self.channel_independent:
+            return self.position_embedding[None]
+        m = self.n_out_segments
+        position = self.position_embedding[None].expand(self.n_channels, -1, -1)
+        channel = self.channel_embedding[:, None].expand(-1, m, -1)
+        return torch.cat([position, channel], dim=-1)
+
     def _decode_pmf_broadcast(self, state, n_units: int) -> torch.Tensor:
         """The decoding step without repeating anything: each of the M x C distinct queries is
         projected once and each unit's state once (`broadcast_step`). [U*M, D]"""
-        m = self.n_out_segments
-        if self.channel_independent:
-            position = self.position_embedding[None].expand(self.n_channels, -1, -1)
-            channel = self.channel_embedding[:, None].expand(-1, m, -1)
-            queries = torch.cat([position, channel], dim=-1)  # [C, M, E]
-        else:
-            queries = self.position_embedding[None]  # [1, M, E]
+        queries = self._queries()  # [C, M, E]
         # unit = b * C + c (or b): states [B, C, 1, *] meet queries [C, M, E]
         groups = queries.shape[0]
         if isinstance(state, tuple):
@@ -179,18 +183,14 @@ class ForecastNet(nn.Module):
         else:
             state = state[0].reshape(-1, groups, 1, state.shape[-1])
         output = broadcast_step(self.rnn, queries, state)  # [B, C, M, D]
-        return output.reshape(n_units * m, -1)
+        return output.reshape(n_units * self.n_out_segments, -1)
 
     def _decode_pmf_repeated(self, state, n_units: int, batch: int) -> torch.Tensor:
         """The decoding step as one call of the backbone on U*M one-step sequences (what
         SegRNN does; needed for stacked or bidirectional backbones). [U*M, D]"""
         m = self.n_out_segments
-        position = self.position_embedding[None].expand(n_units, -1, -1)  # [U, M, E - E_c]
-        if self.channel_independent:
-            channel = self.channel_embedding.repeat(batch, 1)  # [U, E_c], unit = b * C + c
-            channel = channel[:, None].expand(-1, m, -1)
-            position = torch.cat([position, channel], dim=-1)
-        queries = position.reshape(n_units * m, 1, -1)  # [U*M, 1, E]
+        queries = self._queries().expand(batch, -1, -1, -1)  # [B, C, M, E], unit = b * C + c
+        queries = queries.reshape(n_units * m, 1, -1)  # [U*M, 1, E]
         if isinstance(state, tuple):
             state = tuple(s.repeat_interleave(m, dim=1) for s in state)
         else:

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from forecast.models.network import ForecastNet, RevIN, ScaledForecastNet
+from tests.nn.rnn_helpers import flat_states, initial_state
 
 CELLS = [("lstm", 0), ("lstmp", 6), ("gru", 0)]
 
@@ -119,18 +120,12 @@ def test_broadcast_decoder_equals_decoding_every_repeated_row(cell, impl, indepe
     net = make(cell, dict(CELLS)[cell], impl=impl, channel_independent=independent).double()
     batch = 4
     n_units = batch * 3 if independent else batch
-    gen = torch.Generator().manual_seed(5)
-    sizes = [net.rnn.proj_size or net.rnn.hidden_size] if cell != "gru" else [net.rnn.hidden_size]
-    if cell != "gru":
-        sizes.append(net.rnn.hidden_size)
-    leaves = [
-        torch.randn(1, n_units, size, generator=gen, dtype=torch.float64).requires_grad_()
-        for size in sizes
-    ]
-    state = tuple(leaves) if cell != "gru" else leaves[0]
+    state = initial_state(net.rnn, n_units, torch.float64, seed=5)
+    leaves = flat_states(state)
     fast = net._decode_pmf_broadcast(state, n_units)
     slow = net._decode_pmf_repeated(state, n_units, batch)
-    assert fast.shape == slow.shape == (n_units * net.n_out_segments, sizes[0])
+    assert fast.shape == slow.shape == (n_units * net.n_out_segments, leaves[0].shape[-1])
+    gen = torch.Generator().manual_seed(5)
     torch.testing.assert_close(fast, slow, rtol=0, atol=1e-12)
     weights = torch.randn(fast.shape, generator=gen, dtype=torch.float64)
     params = [p for p in net.parameters() if p.requires_grad]
