@@ -116,7 +116,8 @@ def test_bad_options_are_refused():
 )
 def test_broadcast_decoder_equals_decoding_every_repeated_row(cell, impl, independent):
     """The pmf decoder projects each distinct query and state once: the same values and
-    gradients as running the backbone on every (unit, output segment) pair, as SegRNN does."""
+    gradients as running the backbone on every (unit, output segment) pair, as SegRNN does.
+    Only the summation order differs: 2.7e-15 at most over these cases, in float64."""
     net = make(cell, dict(CELLS)[cell], impl=impl, channel_independent=independent).double()
     batch = 4
     n_units = batch * 3 if independent else batch
@@ -126,7 +127,7 @@ def test_broadcast_decoder_equals_decoding_every_repeated_row(cell, impl, indepe
     slow = net._decode_pmf_repeated(state, n_units, batch)
     assert fast.shape == slow.shape == (n_units * net.n_out_segments, leaves[0].shape[-1])
     gen = torch.Generator().manual_seed(5)
-    torch.testing.assert_close(fast, slow, rtol=0, atol=1e-12)
+    torch.testing.assert_close(fast, slow, rtol=0, atol=1e-13)
     weights = torch.randn(fast.shape, generator=gen, dtype=torch.float64)
     params = [p for p in net.parameters() if p.requires_grad]
     wrt = [*leaves, *params]
@@ -136,7 +137,7 @@ def test_broadcast_decoder_equals_decoding_every_repeated_row(cell, impl, indepe
         if b is None:
             assert a is None or not a.any()
         else:
-            torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-13)
 
 
 def test_stacked_or_bidirectional_backbones_decode_by_repeating():
