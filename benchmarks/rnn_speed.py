@@ -7,8 +7,11 @@
 
 Columns: milliseconds per call, median of the repeats after warm-up; `fwd` is a forward pass
 under no_grad, `f+b` a forward pass plus the backward of `output.sum()`; `ratio` is ours over
-torch's (lower is better, <1 means ours is faster). "ours autograd" is our fallback (autograd
-through the compiled loop instead of the hand-written backward). "naive" steps textbook cells
+torch's (lower is better, <1 means ours is faster). "ours" runs the LSTM's C++ loop (compiled on
+first use, see forecast/nn/fused.py) where it applies; "ours TorchScript" is the same module
+with it switched off (`fused_loop = False`: the TorchScript loops with the hand-written
+backward, what the GRU always runs). "ours autograd" is our fallback (autograd through the
+compiled loop instead of the hand-written backward). "naive" steps textbook cells
 in a Python loop (input projection inside the loop, no compilation), for contrast.
 """
 
@@ -112,7 +115,8 @@ def measure(module: nn.Module, x: torch.Tensor, warmup: int, repeats: int) -> tu
 
 HEADER = (
     "| cell | batch x length x input -> hidden, layers | fwd ours | fwd torch | fwd ratio "
-    "| fwd naive | f+b ours | f+b torch | f+b ratio | f+b ours autograd | f+b naive |"
+    "| fwd ours TorchScript | fwd naive | f+b ours | f+b torch | f+b ratio "
+    "| f+b ours TorchScript | f+b ours autograd | f+b naive |"
 )
 
 
@@ -128,6 +132,10 @@ def row(cell: str, size: tuple[int, ...], quick: bool, repeats: int, device: str
     ms = {}
     for impl in ("custom", "torch"):
         ms[impl] = measure(make(impl), x, warmup, repeats)
+    scripted = make("custom")
+    if scripted.fused_loop:
+        scripted.fused_loop = False  # the TorchScript loops the C++ loop replaces
+        ms["scripted"] = measure(scripted, x, warmup, repeats)
     fallback = make("custom")
     fallback.manual_backward = False  # autograd through the compiled loop
     ms["autograd"] = measure(fallback, x, warmup, repeats)
@@ -136,10 +144,11 @@ def row(cell: str, size: tuple[int, ...], quick: bool, repeats: int, device: str
     (fo, bo), (ft, bt), (_, ba), (fn, bn) = (
         ms[k] for k in ("custom", "torch", "autograd", "naive")
     )
+    fs, bs = (f"{v:.2f}" for v in ms["scripted"]) if "scripted" in ms else ("same", "same")
     name = f"{batch}x{length}x{input_size} -> {hidden}, {layers}"
     return (
-        f"| {cell} | {name} | {fo:.2f} | {ft:.2f} | {fo / ft:.2f} | {fn:.2f} "
-        f"| {bo:.2f} | {bt:.2f} | {bo / bt:.2f} | {ba:.2f} | {bn:.2f} |"
+        f"| {cell} | {name} | {fo:.2f} | {ft:.2f} | {fo / ft:.2f} | {fs} | {fn:.2f} "
+        f"| {bo:.2f} | {bt:.2f} | {bo / bt:.2f} | {bs} | {ba:.2f} | {bn:.2f} |"
     )
 
 

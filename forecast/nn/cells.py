@@ -11,6 +11,7 @@ product `h @ W_hh^T` is left inside the loop. The `*_cell` functions are the tex
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
 
@@ -111,6 +112,56 @@ def gru_cell(
     if b_hh is None:
         b_hh = w_hh.new_zeros(w_hh.size(0))
     return gru_step(F.linear(x, w_ih, b_ih), h, w_hh.t(), b_hh)
+
+
+class InputProjection(torch.autograd.Function):
+    """x [T, B, I] @ weight [G, I]^T + bias [G] -> [T, B, G]: the input projection of every
+    step, as F.linear computes it, with a backward shaped for its long, thin matrices.
+
+    Autograd's linear backward asks MKL for `d^T @ x` ([G, T*B] @ [T*B, I]); with I = 7 and
+    T*B = 86,016 that took 317 ms here, against 48 ms for `(x^T @ d)^T` and 18 ms through
+    oneDNN. Float32 on CPU goes through oneDNN (`onednn_linear`) both ways; the rest uses the
+    better-shaped products.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        x2 = x.reshape(-1, x.size(-1))  # [T*B, I], a copy only if x is a transposed view
+        onednn = _onednn_fits(x2, weight)
+        if onednn:
+            out = onednn_linear(x2, weight.detach(), None if bias is None else bias.detach())
+        else:
+            out = F.linear(x2, weight, bias)
+        ctx.save_for_backward(x2, weight)
+        ctx.onednn, ctx.has_bias, ctx.shape = onednn, bias is not None, x.shape
+        return out.view(*x.shape[:-1], weight.size(0))
+
+    @staticmethod
+    @once_differentiable  # oneDNN's products have no autograd formula of their own
+    def backward(ctx, d):
+        x2, weight = ctx.saved_tensors
+        d2 = d.reshape(-1, d.size(-1))  # [T*B, G]
+        d_x = d_w = d_b = None
+        if ctx.needs_input_grad[0]:
+            d_x = onednn_linear(d2, weight.t()) if ctx.onednn else d2.mm(weight)
+            d_x = d_x.view(ctx.shape)
+        if ctx.needs_input_grad[1]:
+            if ctx.onednn:  # oneDNN is fastest with x^T laid out contiguously
+                d_w = onednn_linear(x2.t().contiguous(), d2.t()).t()
+            else:
+                d_w = x2.t().mm(d2).t()
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            d_b = d2.sum(0)
+        return d_x, d_w, d_b
+
+
+def onednn_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """x @ weight^T + bias through oneDNN (float32 CPU, `ONEDNN[0]`); no autograd formula."""
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], None)
+
+
+def _onednn_fits(*tensors: Tensor) -> bool:
+    return ONEDNN[0] and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
 
 
 def pack_weight(weight: Tensor, batch: int) -> Tensor | None:

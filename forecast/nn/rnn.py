@@ -4,9 +4,10 @@ Constructor, parameter names and shapes, gate order, initialisation, forward sig
 shapes (batched, unbatched, `batch_first`, `PackedSequence`) and error messages follow
 `torch.nn.LSTM` / `torch.nn.GRU`, so a state dict loads both ways with `strict=True`.
 
-The work happens in plain torch ops: per layer and direction, one matrix product projects the
-inputs of every time step, then a TorchScript loop does the recurrence: `loops.py` (autograd
-through the loop: packed input, and the `manual_backward = False` fallback) or
+Per layer and direction, one matrix product projects the inputs of every time step, then a
+loop does the recurrence. For an LSTM on unpacked CPU input that loop is C++ (`fused.py`,
+`fused_loop = True`, with a hand-written backward); otherwise a TorchScript loop: `loops.py`
+(autograd through the loop: packed input, and the `manual_backward = False` fallback) or
 `manual_backward.py` (training on unpacked input, the default). Tracing, ONNX export and
 torch.compile see the same loop as plain eager ops.
 """
@@ -20,17 +21,22 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import PackedSequence
 
-from forecast.nn import cells, loops
+from forecast.nn import cells, fused, loops
 from forecast.nn.manual_backward import GRULayer, LSTMLayer
 
 
 def _loop_kind(module: nn.Module, mask: Tensor | None, tensors: list[Tensor | None]) -> str:
-    """Which layer loop to run: "plain", "scripted" or "manual" (hand-written backward)."""
+    """Which layer loop to run: "plain", "scripted", "manual" (hand-written backward) or
+    "fused" (the C++ loop, with its own hand-written backward)."""
     if _plain_loop_wanted():
         return "plain"
-    # the hand-written backward does not handle the step mask of packed input
-    if module.manual_backward and mask is None and _wants_grad(tensors):
-        return "manual"
+    grad = _wants_grad(tensors)
+    # neither hand-written backward handles the step mask of packed input
+    if mask is None and (module.manual_backward or not grad):
+        if module.fused_loop and fused.usable(*tensors):
+            return "fused"
+        if grad:
+            return "manual"
     return "scripted"
 
 
@@ -39,6 +45,14 @@ def _packed_for_inference(args: list[Tensor | None], w_hh: Tensor, batch: int) -
     if _wants_grad(args):
         return None
     return cells.pack_weight(w_hh, batch)
+
+
+def _project(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """The input projection of every step: F.linear, through `cells.InputProjection` (a
+    faster backward, oneDNN in float32) except where tracing or exporting needs plain ops."""
+    if _plain_loop_wanted():
+        return F.linear(x, weight, bias)
+    return cells.InputProjection.apply(x, weight, bias)
 
 
 def _wants_grad(tensors: list[Tensor | None]) -> bool:
@@ -62,6 +76,8 @@ class _RecurrentBase(nn.Module):
     # Train with the hand-written backward (faster); False falls back to autograd through the
     # compiled loop. Either gives the same gradients.
     manual_backward: bool = True
+    # Whether a C++ loop exists for this cell (forecast/nn/fused.py): LSTM and LSTMP only.
+    fused_loop: bool = False
 
     def __init__(
         self,
@@ -282,6 +298,7 @@ class LSTM(_RecurrentBase):
     """
 
     gates = 4
+    fused_loop = True
 
     def forward(self, input, hx: tuple[Tensor, Tensor] | None = None):
         output, (h_n, c_n) = self._forward(input, None if hx is None else list(hx))
@@ -295,7 +312,7 @@ class LSTM(_RecurrentBase):
         b_ih, b_hh = self._param("bias_ih", layer, suffix), self._param("bias_hh", layer, suffix)
         # Both biases are added outside the gate nonlinearities, so fold them into one.
         bias = None if b_ih is None else b_ih + b_hh
-        xw = F.linear(x, self._param("weight_ih", layer, suffix), bias)  # [T, B, 4H]
+        xw = _project(x, self._param("weight_ih", layer, suffix), bias)  # [T, B, 4H]
         args = [
             xw,
             states[0],
@@ -305,7 +322,12 @@ class LSTM(_RecurrentBase):
         ]
         reverse = suffix == "_reverse"
         kind = _loop_kind(self, mask, args)
-        if kind == "manual":
+        if kind == "fused":
+            if _wants_grad(args):
+                out, h, c = fused.FusedLSTMLayer.apply(*args, reverse)
+            else:
+                out, h, c = fused.lstm_layer(*args, reverse)
+        elif kind == "manual":
             out, h, c = LSTMLayer.apply(*args, reverse)
         elif kind == "plain":
             out, h, c = loops.lstm_layer(*args, reverse, mask)
@@ -356,7 +378,7 @@ class GRU(_RecurrentBase):
         return [(self.num_layers * self.num_directions, batch, self.hidden_size)]
 
     def _layer(self, x, states, layer, suffix, mask):
-        xw = F.linear(
+        xw = _project(
             x, self._param("weight_ih", layer, suffix), self._param("bias_ih", layer, suffix)
         )  # [T, B, 3H]
         args = [

@@ -18,5 +18,9 @@ def test_quick_benchmark_prints_a_row_per_cell():
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
     assert [row.split("|")[1].strip() for row in rows[1:]] == ["lstm", "lstmp", "gru"]
     for row in rows[1:]:
-        figures = [float(cell) for cell in row.strip("|").split("|")[2:]]
-        assert len(figures) == 9 and all(f > 0 for f in figures)
+        cells = [cell.strip() for cell in row.strip("|").split("|")[2:]]
+        # the TorchScript columns say "same" for the GRU, which has no C++ loop
+        scripted = [cells.pop(8), cells.pop(3)]
+        assert (scripted == ["same", "same"]) == row.startswith("| gru "), row
+        figures = [float(cell) for cell in cells + [c for c in scripted if c != "same"]]
+        assert len(figures) in (9, 11) and all(f > 0 for f in figures)

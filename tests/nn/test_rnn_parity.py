@@ -7,10 +7,20 @@ import torch
 from rnn_helpers import CELLS, flat_states, grads_of, initial_state, make_pair, run
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from forecast.nn import cells
+from forecast.nn import cells, fused
 
 INPUT, HIDDEN, BATCH, STEPS = 3, 6, 4, 5
 LENGTHS = [3, 5, 1, 4]  # unequal and unsorted, so packing must reorder
+
+
+@pytest.fixture(autouse=True, params=("fused", "torchscript"))
+def loop(request, monkeypatch):
+    """Every test here runs twice: LSTMs through the C++ loop (fused.py), then through the
+    TorchScript loops it replaces (GRUs take the TorchScript loops both times)."""
+    if request.param == "fused":
+        assert fused.extension() is not None, "the C++ LSTM loop did not build on this machine"
+    monkeypatch.setattr(fused, "ENABLED", [request.param == "fused"])
+    return request.param
 
 
 def inputs(kind, batch_first, dtype):
@@ -93,12 +103,15 @@ def test_parity_float32(cell, layers, bidirectional, kind):
 
 @pytest.mark.parametrize("manual_backward", (True, False))
 @pytest.mark.parametrize("cell", CELLS)
-def test_training_takes_the_chosen_backward(cell, manual_backward):
+def test_training_takes_the_chosen_backward(cell, manual_backward, loop):
     ours, _ = make_pair(cell, INPUT, HIDDEN)
     ours.manual_backward = manual_backward
     x = torch.randn(STEPS, BATCH, INPUT, dtype=torch.float64)
     backward = ours(x)[0].grad_fn.name()  # one layer, one direction: the loop's own node
     assert ("LayerBackward" in backward) == manual_backward, backward
+    # the C++ loop is a hand-written backward too: it stands aside for manual_backward=False
+    expect_fused = loop == "fused" and cell != "gru" and manual_backward
+    assert backward.startswith("Fused") == expect_fused, backward
 
 
 @pytest.mark.parametrize("cell", CELLS)

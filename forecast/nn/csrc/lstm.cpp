@@ -1,0 +1,327 @@
+// The LSTM layer loop (optionally projected) in C++: forward and hand-written backward.
+//
+// The same algorithm as forecast/nn/manual_backward.py, without the interpreter between the
+// steps and with the gate arithmetic of a step fused into one pass over [B, H]: per step, one
+// matrix product (oneDNN with a prepacked weight where the caller passes one, else addmm) and
+// one loop that reads the four gate pre-activations and the cell state once. torch's own CPU
+// path runs ~8 separate elementwise kernels per step, each a pass over memory, plus
+// dispatcher overhead.
+//
+// float32 uses vectorisable exp/tanh approximations (Cephes' single-precision polynomials,
+// about 2 ulp); float64 uses <cmath> so that float64 results match torch to rounding.
+// Compiled on first use by forecast/nn/fused.py; every entry point has a pure torch fallback.
+
+#include <torch/extension.h>
+
+#include <ATen/Parallel.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace {
+
+using at::Tensor;
+
+#ifndef GRAIN
+#define GRAIN 512
+#endif
+
+inline float exp_approx(float x) {
+  // Cephes expf: e^x = 2^n e^r, |r| <= ln2 / 2, e^r by a degree-6 polynomial.
+  // a ternary, not std::min/max: those return references, which stop GCC vectorising
+  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;  // 2^n, n in [-126, 127]
+  return p * __builtin_bit_cast(float, bits);
+}
+
+inline float sigmoid_of(float x) { return 1.0f / (1.0f + exp_approx(-x)); }
+
+inline float tanh_of(float x) {
+  // Cephes tanhf: an odd polynomial near 0, 1 - 2 / (e^2|x| + 1) elsewhere; both computed so
+  // that the loop vectorises, then one picked.
+  const float s = x * x;
+  const float small =
+      ((((-5.70498872745e-3f * s + 2.06390887954e-2f) * s - 5.37397155531e-2f) * s +
+        1.33314422036e-1f) * s - 3.33332819422e-1f) * s * x + x;
+  const float ax = std::fabs(x);
+  const float large = std::copysign(1.0f - 2.0f / (exp_approx(2.0f * ax) + 1.0f), x);
+  return ax < 0.625f ? small : large;
+}
+
+inline double sigmoid_of(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+
+inline double tanh_of(double x) { return std::tanh(x); }
+
+// Rows per thread: enough elements that a thread's share outweighs waking it.
+int64_t grain_rows(int64_t hidden) { return std::max<int64_t>(1, GRAIN / hidden); }
+
+// x @ w^T through oneDNN's linear (float32): w prepacked by _reorder_linear_weight, or plain.
+// Without a post-op: its fused "add" measured slower than adding in our own pass.
+Tensor onednn_linear(const Tensor& x, const Tensor& w) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("mkldnn::_linear_pointwise", "")
+                       .typed<Tensor(const Tensor&, const Tensor&, const c10::optional<Tensor>&,
+                                     c10::string_view,
+                                     c10::List<std::optional<c10::Scalar>>,
+                                     std::optional<c10::string_view>)>();
+  return op.call(x, w, c10::nullopt, "none", c10::List<std::optional<c10::Scalar>>(),
+                 c10::nullopt);
+}
+
+// One step's gate arithmetic. mm [B, 4H] (h @ W_hh^T) plus xw [B, 4H] (the input projection
+// with both biases) are the i, f, g, o pre-activations; with c_prev [B, H] they give act
+// [B, 4H] (sigmoid i, f, o and tanh g), c [B, H], tanh_c [B, H] and m = o * tanh(c) [B, H] (the
+// step's output before any projection).
+template <typename T>
+void pointwise_forward(const T* __restrict__ mm, const T* __restrict__ xw,
+                       const T* __restrict__ c_prev, T* __restrict__ act, T* __restrict__ c,
+                       T* __restrict__ tanh_c, T* __restrict__ m, int64_t batch,
+                       int64_t hidden) {
+  const int64_t gates = 4 * hidden;
+  at::parallel_for(0, batch, grain_rows(hidden), [&](int64_t begin, int64_t end) {
+  for (int64_t b = begin; b < end; ++b) {
+    const T* p = mm + b * gates;
+    const T* x = xw + b * gates;
+    T* a = act + b * gates;
+    const int64_t row = b * hidden;
+#pragma omp simd
+    for (int64_t j = 0; j < hidden; ++j) {
+      const T i = sigmoid_of(p[j] + x[j]);
+      const T f = sigmoid_of(p[hidden + j] + x[hidden + j]);
+      const T g = tanh_of(p[2 * hidden + j] + x[2 * hidden + j]);
+      const T o = sigmoid_of(p[3 * hidden + j] + x[3 * hidden + j]);
+      const T c_new = f * c_prev[row + j] + i * g;
+      const T t = tanh_of(c_new);
+      a[j] = i;
+      a[hidden + j] = f;
+      a[2 * hidden + j] = g;
+      a[3 * hidden + j] = o;
+      c[row + j] = c_new;
+      tanh_c[row + j] = t;
+      m[row + j] = o * t;
+    }
+  }
+  });
+}
+
+// One step of the backward. d_m [B, H] (gradient of o * tanh(c)), plus d_out [B, H] where not
+// null; d_c [B, H] from the step after; the step's act, c_prev and tanh_c -> d_gates [B, 4H]
+// and d_c_prev [B, H].
+template <typename T>
+void pointwise_backward(const T* __restrict__ d_m, const T* __restrict__ d_out,
+                        const T* __restrict__ d_c, const T* __restrict__ act,
+                        const T* __restrict__ c_prev, const T* __restrict__ tanh_c,
+                        T* __restrict__ d_gates, T* __restrict__ d_c_prev, int64_t batch,
+                        int64_t hidden) {
+  const int64_t gates = 4 * hidden;
+  at::parallel_for(0, batch, grain_rows(hidden), [&](int64_t begin, int64_t end) {
+  for (int64_t b = begin; b < end; ++b) {
+    const T* a = act + b * gates;
+    T* dg = d_gates + b * gates;
+    const int64_t row = b * hidden;
+#pragma omp simd
+    for (int64_t j = 0; j < hidden; ++j) {
+      const T i = a[j], f = a[hidden + j], g = a[2 * hidden + j], o = a[3 * hidden + j];
+      const T dm = d_out == nullptr ? d_m[row + j] : d_m[row + j] + d_out[row + j];
+      const T t = tanh_c[row + j];
+      const T dc = d_c[row + j] + dm * o * (T(1) - t * t);
+      dg[j] = dc * g * i * (T(1) - i);
+      dg[hidden + j] = dc * c_prev[row + j] * f * (T(1) - f);
+      dg[2 * hidden + j] = dc * i * (T(1) - g * g);
+      dg[3 * hidden + j] = dm * t * o * (T(1) - o);
+      d_c_prev[row + j] = dc * f;
+    }
+  }
+  });
+}
+
+// dst[:, col:col + rows] = src^T for src [rows, cols] contiguous, dst [cols, ld]: a tiled
+// transpose (torch's strided copy of a transposed view streams memory in the wrong order).
+template <typename T>
+void transpose_into(const T* __restrict__ src, int64_t rows, int64_t cols, T* __restrict__ dst,
+                    int64_t ld, int64_t col) {
+  constexpr int64_t tile = 32;
+  for (int64_t r0 = 0; r0 < rows; r0 += tile) {
+    const int64_t r1 = std::min(rows, r0 + tile);
+    for (int64_t c0 = 0; c0 < cols; c0 += tile) {
+      const int64_t c1 = std::min(cols, c0 + tile);
+      for (int64_t c = c0; c < c1; ++c) {
+        for (int64_t r = r0; r < r1; ++r) dst[c * ld + col + r] = src[r * cols + c];
+      }
+    }
+  }
+}
+
+// x @ w_t: oneDNN's linear with a prepacked weight where `packed` is given, else mm.
+Tensor matmul(const Tensor& x, const Tensor& w_t, const c10::optional<Tensor>& packed) {
+  if (packed.has_value()) return onednn_linear(x, *packed);
+  return at::mm(x, w_t);
+}
+
+// a^T @ b for a [N, A], b [N, B] contiguous (a sum over N steps x rows): oneDNN where asked,
+// given a^T laid out contiguously, which is where it is fastest here (twice MKL's speed).
+Tensor weight_grad(const Tensor& a, const Tensor& b, bool onednn) {
+  if (!onednn) return at::mm(a.t(), b);
+  auto a_t = at::empty({a.size(1), a.size(0)}, a.options());
+  transpose_into<float>(a.data_ptr<float>(), a.size(0), a.size(1), a_t.data_ptr<float>(),
+                        a.size(0), 0);
+  return onednn_linear(a_t, b.t());  // a^T @ (b^T)^T
+}
+
+void check_inputs(const std::vector<Tensor>& tensors) {
+  for (const auto& t : tensors) {
+    TORCH_CHECK(t.device().is_cpu(), "forecast fused LSTM: CPU tensors only");
+    TORCH_CHECK(t.is_contiguous(), "forecast fused LSTM: contiguous tensors only");
+    TORCH_CHECK(t.scalar_type() == tensors[0].scalar_type(), "forecast fused LSTM: one dtype");
+  }
+}
+
+// xw [T, B, 4H] (input projection plus both biases), h0 [B, P], c0 [B, H], w_hh [4H, P],
+// w_hr [P, H] or none; packed: oneDNN-packed (w_hh, w_hr) or none (float32 only). Returns
+// (outputs [T, B, P], c_T, act [T, B, 4H], c [T, B, H], tanh_c [T, B, H]); the last three are
+// what the backward needs, and undefined unless `save`.
+std::vector<Tensor> lstm_forward(const Tensor& xw, const Tensor& h0, const Tensor& c0,
+                                 const Tensor& w_hh, const c10::optional<Tensor>& w_hr,
+                                 bool reverse, bool save,
+                                 const c10::optional<Tensor>& packed_hh,
+                                 const c10::optional<Tensor>& packed_hr) {
+  check_inputs({xw, h0, c0, w_hh});
+  const int64_t steps = xw.size(0), batch = xw.size(1), hidden = c0.size(1);
+  const bool project = w_hr.has_value();
+  const auto w_hh_t = w_hh.t();
+  Tensor w_hr_t;
+  if (project) {
+    check_inputs({xw, *w_hr});
+    w_hr_t = w_hr->t();
+  }
+  auto outputs = at::empty({steps, batch, h0.size(1)}, xw.options());
+  // saved for the backward, or one step's scratch (two for c, which the next step reads)
+  auto act = at::empty({save ? steps : 1, batch, 4 * hidden}, xw.options());
+  auto cs = at::empty({save ? steps : 2, batch, hidden}, xw.options());
+  auto tanh_cs = at::empty({save ? steps : 1, batch, hidden}, xw.options());
+  auto m = project ? at::empty({batch, hidden}, xw.options()) : Tensor();
+  // per step: the recurrent product, then one fused pass; row pointers, not tensor views
+  // (a view costs a dispatch and an allocation, several per step)
+  const int64_t gate_row = batch * 4 * hidden, state_row = batch * hidden;
+  const int64_t out_row = batch * h0.size(1);
+  Tensor h = h0;
+  AT_DISPATCH_FLOATING_TYPES(xw.scalar_type(), "lstm_forward", [&] {
+    const scalar_t* c = c0.data_ptr<scalar_t>();
+    const scalar_t* xw_ptr = xw.data_ptr<scalar_t>();
+    scalar_t* out_ptr = outputs.data_ptr<scalar_t>();
+    scalar_t* act_ptr = act.data_ptr<scalar_t>();
+    scalar_t* cs_ptr = cs.data_ptr<scalar_t>();
+    scalar_t* tanh_ptr = tanh_cs.data_ptr<scalar_t>();
+    for (int64_t k = 0; k < steps; ++k) {
+      const int64_t t = reverse ? steps - 1 - k : k;
+      const int64_t slot = save ? t : 0;
+      auto mm = matmul(h, w_hh_t, packed_hh).contiguous();  // [B, 4H]
+      scalar_t* c_next = cs_ptr + (save ? t : k % 2) * state_row;
+      scalar_t* m_t = project ? m.data_ptr<scalar_t>() : out_ptr + t * out_row;
+      pointwise_forward<scalar_t>(mm.data_ptr<scalar_t>(), xw_ptr + t * gate_row, c,
+                                  act_ptr + slot * gate_row, c_next, tanh_ptr + slot * state_row,
+                                  m_t, batch, hidden);
+      h = outputs[t];
+      if (project) h.copy_(matmul(m, w_hr_t, packed_hr));
+      c = c_next;
+    }
+  });
+  const int64_t last = reverse ? 0 : steps - 1;
+  auto c_last = steps == 0 ? c0.clone() : cs[save ? last : (steps - 1) % 2].clone();
+  return {outputs, c_last, save ? act : Tensor(), save ? cs : Tensor(),
+          save ? tanh_cs : Tensor()};
+}
+
+// Gradients (xw, h0, c0, w_hh, w_hr) from those of (outputs, h_T, c_T) and the forward's
+// saved tensors. packed_t: oneDNN-packed (w_hh^T, w_hr^T) or none; where given, the weight
+// gradients go through oneDNN too.
+std::vector<Tensor> lstm_backward(const Tensor& d_out, const Tensor& d_h_last,
+                                  const Tensor& d_c_last, const Tensor& h0, const Tensor& c0,
+                                  const Tensor& outputs, const Tensor& act, const Tensor& cs,
+                                  const Tensor& tanh_cs, const Tensor& w_hh,
+                                  const c10::optional<Tensor>& w_hr, bool reverse,
+                                  const c10::optional<Tensor>& packed_hh_t,
+                                  const c10::optional<Tensor>& packed_hr_t) {
+  check_inputs({d_out, d_h_last, d_c_last, h0, c0, outputs, act, cs, tanh_cs, w_hh});
+  const int64_t steps = d_out.size(0), batch = d_out.size(1), hidden = c0.size(1);
+  const int64_t out_size = h0.size(1);
+  const bool project = w_hr.has_value();
+  const bool onednn = packed_hh_t.has_value();
+  auto d_gates = at::empty_like(act);  // [T, B, 4H]
+  // d_h at every step, before the projection's backward: the W_hr gradient is made of it
+  auto d_hs = project ? at::empty_like(outputs) : Tensor();
+  auto d_c_buf = at::empty({2, batch, hidden}, d_out.options());
+  const int64_t gate_row = batch * 4 * hidden, state_row = batch * hidden;
+  const int64_t out_row = batch * out_size;
+  Tensor d_h = d_h_last;
+  auto d_c = d_c_last;
+  AT_DISPATCH_FLOATING_TYPES(d_out.scalar_type(), "lstm_backward", [&] {
+    const scalar_t* d_out_ptr = d_out.data_ptr<scalar_t>();
+    const scalar_t* act_ptr = act.data_ptr<scalar_t>();
+    const scalar_t* cs_ptr = cs.data_ptr<scalar_t>();
+    const scalar_t* tanh_ptr = tanh_cs.data_ptr<scalar_t>();
+    scalar_t* d_gates_ptr = d_gates.data_ptr<scalar_t>();
+    const scalar_t* d_c_ptr = d_c_last.data_ptr<scalar_t>();
+    for (int64_t k = 0; k < steps; ++k) {
+      const int64_t t = reverse ? k : steps - 1 - k;  // the forward's steps, last first
+      const bool first = k == steps - 1;             // the forward's first step
+      const scalar_t* c_prev =
+          first ? c0.data_ptr<scalar_t>() : cs_ptr + (reverse ? t + 1 : t - 1) * state_row;
+      scalar_t* d_c_prev = d_c_buf.data_ptr<scalar_t>() + (k % 2) * state_row;
+      const scalar_t* d_m;
+      const scalar_t* d_out_t = d_out_ptr + t * out_row;
+      Tensor d_m_tensor;
+      if (project) {
+        auto d_h_t = d_hs[t];
+        at::add_out(d_h_t, d_out[t], d_h);
+        d_m_tensor = matmul(d_h_t, *w_hr, packed_hr_t).contiguous();  // [B, H]
+        d_m = d_m_tensor.data_ptr<scalar_t>();
+        d_out_t = nullptr;  // already in
+      } else {
+        d_m = d_h.data_ptr<scalar_t>();
+      }
+      pointwise_backward<scalar_t>(d_m, d_out_t, d_c_ptr, act_ptr + t * gate_row, c_prev,
+                                   tanh_ptr + t * state_row, d_gates_ptr + t * gate_row,
+                                   d_c_prev, batch, hidden);
+      d_h = matmul(d_gates[t], w_hh, packed_hh_t).contiguous();  // [B, P]
+      d_c_ptr = d_c_prev;
+    }
+  });
+  if (steps > 0) d_c = d_c_buf[(steps - 1) % 2];
+  // W_hh gradient: the sum over steps of h_{t-1}^T d_gates_t, h_{t-1} the state each step
+  // started from (h0, then the outputs)
+  auto h_prev = at::empty({steps, batch, out_size}, d_out.options());
+  const int64_t first_step = reverse ? steps - 1 : 0;
+  h_prev[first_step].copy_(h0);
+  if (steps > 1) {
+    h_prev.narrow(0, reverse ? 0 : 1, steps - 1)
+        .copy_(outputs.narrow(0, reverse ? 1 : 0, steps - 1));
+  }
+  const auto flat = [](const Tensor& x) { return x.flatten(0, 1); };
+  auto d_w_hh = weight_grad(flat(h_prev), flat(d_gates), onednn).t().contiguous();  // [4H, P]
+  Tensor d_w_hr;
+  if (project) {
+    auto m = act.narrow(2, 3 * hidden, hidden) * tanh_cs;         // [T, B, H]
+    d_w_hr = weight_grad(flat(d_hs), flat(m), onednn);            // [P, H]
+  }
+  return {d_gates, d_h.clone(), d_c.clone(), d_w_hh, d_w_hr};
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
+  module.def("lstm_forward", &lstm_forward, "LSTM layer loop, forward");
+  module.def("lstm_backward", &lstm_backward, "LSTM layer loop, backward");
+}

@@ -1,0 +1,175 @@
+"""The C++ LSTM layer loop (csrc/lstm.cpp), compiled on first use, with a clean fallback.
+
+torch has no fused LSTM step we can call with our own loop, and on CPU its elementwise kernels
+cost a pass over memory and a dispatch each, ~8 per step. The C++ loop fuses a step's gate
+arithmetic into one pass. It is compiled with torch's JIT extension builder the first time an
+LSTM runs on a CPU (about a minute, once per machine and torch version; cached in
+`TORCH_EXTENSIONS_DIR`, by default ~/.cache/torch_extensions). Where that fails (no C++
+compiler) the layer runs the TorchScript loops instead, with one warning; the results are the
+same to rounding. `FORECAST_FUSED=0` switches it off (or `ENABLED[0] = False`, as the tests do).
+
+Covered: unpacked float32/float64 input on CPU, inference and training (a hand-written
+backward, like `manual_backward.py`'s). Packed input, other devices and dtypes, tracing and
+export keep the torch-op loops.
+"""
+
+import hashlib
+import logging
+import os
+import sys
+import threading
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from forecast.nn.cells import pack_weight
+
+SOURCE = Path(__file__).with_name("csrc") / "lstm.cpp"
+DTYPES = (torch.float32, torch.float64)
+# compiler flags per CPU capability torch itself detected; the capability is part of the
+# extension's name, so machines sharing one cache folder never load each other's build
+_ARCH_FLAGS = {
+    "AVX512": ["-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mavx2", "-mfma"],
+    "AVX2": ["-mavx2", "-mfma"],
+}
+_log = logging.getLogger(__name__)
+_lock = threading.Lock()
+# [module or None, tried]: a list so that tests can reset it
+_STATE: list = [None, False]
+ENABLED = [os.environ.get("FORECAST_FUSED", "1") != "0"]
+
+
+def enabled() -> bool:
+    return ENABLED[0]
+
+
+def extension():
+    """The compiled module, or None where it is switched off or cannot be built."""
+    if _STATE[1]:
+        return _STATE[0]
+    with _lock:
+        if not _STATE[1]:
+            _STATE[0] = _build() if enabled() else None
+            _STATE[1] = True
+    return _STATE[0]
+
+
+def usable(*tensors: Tensor | None) -> bool:
+    """True where the C++ loop can run these tensors: CPU, float32/64, one dtype, enabled."""
+    present = [t for t in tensors if t is not None]
+    dtype = present[0].dtype
+    return (
+        enabled()
+        and dtype in DTYPES
+        and all(t.device.type == "cpu" and t.dtype == dtype for t in present)
+        and extension() is not None
+    )
+
+
+def _packed(weights: list[Tensor | None], batch: int) -> list[Tensor | None]:
+    """oneDNN-packed copies of `weights` (None stays None), or all None where unavailable."""
+    packed = [None if w is None else pack_weight(w, batch) for w in weights]
+    if any(p is None for p, w in zip(packed, weights, strict=True) if w is not None):
+        return [None] * len(weights)
+    return packed
+
+
+def lstm_layer(
+    xw: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, w_hr: Tensor | None, reverse: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Inference: xw [T, B, 4H], h0 [B, P], c0 [B, H] -> (output [T, B, P], h_T, c_T)."""
+    w_hh = w_hh.contiguous()
+    w_hr = None if w_hr is None else w_hr.contiguous()
+    outputs, c_last, *_ = extension().lstm_forward(
+        xw.contiguous(),
+        h0.contiguous(),
+        c0.contiguous(),
+        w_hh,
+        w_hr,
+        reverse,
+        False,
+        *_packed([w_hh, w_hr], xw.size(1)),
+    )
+    return outputs, _last(outputs, reverse), c_last
+
+
+def _last(outputs: Tensor, reverse: bool) -> Tensor:
+    # a copy: autograd.Function outputs must not be views of one another
+    return (outputs[0] if reverse else outputs[-1]).clone()
+
+
+class FusedLSTMLayer(torch.autograd.Function):
+    """Training: (xw, h0, c0, w_hh, w_hr, reverse) -> (output [T, B, P], h_T, c_T)."""
+
+    @staticmethod
+    def forward(ctx, xw, h0, c0, w_hh, w_hr, reverse):
+        xw, h0, c0, w_hh = xw.contiguous(), h0.contiguous(), c0.contiguous(), w_hh.contiguous()
+        w_hr = None if w_hr is None else w_hr.contiguous()
+        outputs, c_last, act, cs, tanh_cs = extension().lstm_forward(
+            xw, h0, c0, w_hh, w_hr, reverse, True, *_packed([w_hh, w_hr], xw.size(1))
+        )
+        ctx.save_for_backward(h0, c0, outputs, act, cs, tanh_cs, w_hh, w_hr)
+        ctx.reverse = reverse
+        return outputs, _last(outputs, reverse), c_last
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_out, d_h, d_c):
+        h0, c0, outputs, act, cs, tanh_cs, w_hh, w_hr = ctx.saved_tensors
+        d_out = torch.zeros_like(outputs) if d_out is None else d_out.contiguous()
+        d_h = torch.zeros_like(h0) if d_h is None else d_h.contiguous()
+        d_c = torch.zeros_like(c0) if d_c is None else d_c.contiguous()
+        transposed = [w_hh.t(), None if w_hr is None else w_hr.t()]
+        grads = extension().lstm_backward(
+            d_out,
+            d_h,
+            d_c,
+            h0,
+            c0,
+            outputs,
+            act,
+            cs,
+            tanh_cs,
+            w_hh,
+            w_hr,
+            ctx.reverse,
+            *_packed(transposed, d_out.size(1)),
+        )
+        return (*grads, None)
+
+
+def _build():
+    from torch.utils import cpp_extension
+
+    capability = torch.backends.cpu.get_cpu_capability()
+    # -fno-trapping-math: lets GCC vectorise the selects and floor of exp/tanh
+    flags = ["-O3", "-fno-trapping-math", "-fopenmp", *_ARCH_FLAGS.get(capability, [])]
+    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(flags).encode()).hexdigest()[:10]
+    name = f"forecast_lstm_{capability.lower()}_{digest}"
+    # torch runs `ninja` by name: make the one installed beside this Python findable
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
+    _log.info("compiling the fused LSTM loop (once per machine, about a minute)")
+    try:
+        return cpp_extension.load(
+            name, [str(SOURCE)], extra_cflags=flags, extra_ldflags=["-fopenmp"], verbose=False
+        )
+    except Exception as error:  # no compiler, no ninja, no headers: run the TorchScript loop
+        warnings.warn(
+            f"forecast: the fused C++ LSTM loop could not be built ({_reason(error)}); "
+            "LSTM layers run the slower TorchScript loop. Install a C++ compiler (g++) and "
+            "ninja to get it, or set FORECAST_FUSED=0 to silence this.",
+            stacklevel=3,
+        )
+        return None
+
+
+def _reason(error: Exception) -> str:
+    """The line of a build failure that says what went wrong (the compiler's first error)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower()]
+    return (errors or lines or [type(error).__name__])[0]

@@ -1,0 +1,107 @@
+"""The C++ LSTM loop (forecast/nn/fused.py): that it builds, is used, and holds up where the
+parity grid's small tensors do not reach: saturated gates, long sequences, several threads,
+and a machine where it cannot be built."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from rnn_helpers import initial_state, make_pair
+from torch.utils import cpp_extension
+
+from forecast.nn import LSTM, fused
+
+
+def test_it_builds_here_and_lstms_run_it():
+    assert fused.extension() is not None
+    for proj_size in (0, 3):
+        lstm = LSTM(4, 6, proj_size=proj_size)
+        out = lstm(torch.randn(5, 2, 4))[0]
+        assert out.grad_fn.name() == "FusedLSTMLayerBackward"
+
+
+@pytest.mark.parametrize("cell", ("lstm", "lstmp"))
+def test_saturated_gates_stay_finite_and_match_torch(cell):
+    # pre-activations in the hundreds: where exp over- or underflows if the kernel clamps wrong
+    ours, ref = make_pair(cell, 3, 8, dtype=torch.float32)
+    x = 200 * torch.randn(20, 4, 3, generator=torch.Generator().manual_seed(0))
+    got, want = ours(x), ref(x)
+    assert torch.isfinite(got[0]).all()
+    torch.testing.assert_close(got[0], want[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(got[1], want[1], atol=1e-5, rtol=0)
+
+
+def _results(cell, monkeypatch):
+    """Outputs and gradients for a long sequence, batch and hidden size, the same numbers in
+    each: [ours float64, torch's float64, ours float32, ours float32 without the C++ loop]."""
+    ours, ref = make_pair(cell, 5, 64, dtype=torch.float64, num_layers=2)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(150, 300, 5, generator=gen, dtype=torch.float64)
+    hx = initial_state(ref, 300, torch.float64)
+    results = []
+    for module, dtype, loop in (
+        (ours, torch.float64, True),
+        (ref, torch.float64, True),
+        (ours, torch.float32, True),
+        (ours, torch.float32, False),
+    ):
+        monkeypatch.setattr(fused, "ENABLED", [loop])
+        module = module.to(dtype)
+        leaves = [t.detach().to(dtype).requires_grad_() for t in (x, *hx)]
+        out, (h, c) = module(leaves[0], tuple(leaves[1:]))
+        # the loss weighs every output and final state by fixed random numbers
+        loss = sum(
+            (
+                t.double() * torch.randn(t.shape, generator=gen.manual_seed(2), dtype=torch.float64)
+            ).sum()
+            for t in (out, h, c)
+        )
+        grads = torch.autograd.grad(loss, [*leaves, *module.parameters()])
+        results.append([out.detach(), h.detach(), c.detach(), *grads])
+    return results
+
+
+@pytest.mark.parametrize("cell", ("lstm", "lstmp"))
+def test_long_sequences_on_two_threads(cell, monkeypatch):
+    """Batch 300 x hidden 64 splits each step over threads. float64: ours equals torch's to
+    1e-10. float32: the C++ loop's exp/tanh are approximations, so it is measured against the
+    float64 result beside the TorchScript loop it replaces (torch's own ops): it may not be
+    worse by more than a factor of two, plus 1e-6 of the scale (weight gradients sum 45,000
+    products here, in an order that differs between the two)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        truth, truth_ref, got, want = _results(cell, monkeypatch)
+    finally:
+        torch.set_num_threads(previous)
+    for a, b in zip(truth, truth_ref, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+    for i, (a, b, t) in enumerate(zip(got, want, truth, strict=True)):
+        fused_error = (a.double() - t).abs().max().item()
+        torchscript_error = (b.double() - t).abs().max().item()
+        floor = 1e-6 * t.abs().max().item()
+        assert fused_error <= 2 * torchscript_error + floor, (i, fused_error, torchscript_error)
+
+
+def test_without_a_compiler_lstms_fall_back_with_one_warning(monkeypatch):
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("Error building extension: g++: command not found")
+
+    monkeypatch.setattr(fused, "_STATE", [None, False])  # as if never built in this process
+    monkeypatch.setattr(cpp_extension, "load", no_compiler)
+    ours, ref = make_pair("lstm", 3, 6)
+    x = torch.randn(5, 2, 3, dtype=torch.float64, requires_grad=True)
+    with pytest.warns(UserWarning, match="could not be built.*g\\+\\+: command not found"):
+        out = ours(x)[0]
+    assert out.grad_fn.name() == "LSTMLayerBackward"  # the TorchScript loop's
+    torch.testing.assert_close(out, ref(x)[0], atol=1e-10, rtol=0)
+
+
+def test_forecast_fused_0_switches_it_off():
+    code = "from forecast.nn import fused; print(fused.ENABLED[0])"
+    env = {"FORECAST_FUSED": "0", "PATH": ""}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"
