@@ -3,8 +3,9 @@
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from forecast.nn import fused
 from forecast.nn.cells import gru_pointwise, lstm_pointwise
-from forecast.nn.rnn import GRU, LSTM
+from forecast.nn.rnn import GRU, LSTM, plain_ops_wanted
 
 CELLS = ("lstm", "lstmp", "gru")
 IMPLS = ("custom", "torch")
@@ -74,7 +75,12 @@ def broadcast_step(rnn: nn.Module, x: Tensor, state: Tensor | tuple[Tensor, Tens
     xw = F.linear(x, rnn.weight_ih_l0, bias_ih)
     if isinstance(state, tuple):
         h, c = state
-        gates = xw + F.linear(h, rnn.weight_hh_l0, bias_hh)
+        hw = F.linear(h, rnn.weight_hh_l0, bias_hh)
         w_hr = getattr(rnn, "weight_hr_l0", None)
-        return lstm_pointwise(gates, c, None if w_hr is None else w_hr.t())[0]
+        # the parallel decoder's pattern ([B, G, 1, *] states, [G, M, I] inputs) has a C++
+        # kernel: the gates of all B x G x M pairs never exist as one tensor
+        m = None if plain_ops_wanted() else fused.lstm_outer_step(hw, xw, c)
+        if m is not None:
+            return m if w_hr is None else F.linear(m, w_hr)
+        return lstm_pointwise(xw + hw, c, None if w_hr is None else w_hr.t())[0]
     return gru_pointwise(xw, F.linear(state, rnn.weight_hh_l0, bias_hh), state)

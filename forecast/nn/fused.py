@@ -141,6 +141,42 @@ class FusedLSTMLayer(torch.autograd.Function):
         return (*grads, None)
 
 
+def lstm_outer_step(hw: Tensor, xw: Tensor, c: Tensor) -> Tensor | None:
+    """One LSTM step for every pair of B x G states and the M inputs of their group g:
+    hw [B, G, 1, 4H] (h @ W_hh^T + b_hh), xw [G, M, 4H] (x @ W_ih^T + b_ih), c [B, G, 1, H]
+    -> o * tanh(c') [B, G, M, H], without materialising the B x G x M pairs' gates. None where
+    the shapes or tensors do not fit the C++ kernel (the caller computes it with torch ops)."""
+    if hw.dim() != 4 or xw.dim() != 3 or c.dim() != 4 or not usable(hw, xw, c):
+        return None
+    batch, groups, one, gates = hw.shape
+    if (one, c.shape[2]) != (1, 1) or xw.shape[0] != groups or c.shape[:2] != hw.shape[:2]:
+        return None
+    if xw.shape[2] != gates or c.shape[3] * 4 != gates:
+        return None
+    m = OuterLSTMStep.apply(hw.reshape(batch * groups, gates), xw, c.reshape(batch * groups, -1))
+    return m.view(batch, groups, xw.shape[1], -1)
+
+
+class OuterLSTMStep(torch.autograd.Function):
+    """(hw [U, 4H], xw [G, M, 4H], c [U, H]) -> m [U, M, H]; see `lstm_outer_step`."""
+
+    @staticmethod
+    def forward(ctx, hw, xw, c):
+        hw, xw, c = hw.contiguous(), xw.contiguous(), c.contiguous()
+        save = any(ctx.needs_input_grad)
+        m, act, tanh_c = extension().lstm_outer_forward(hw, xw, c, save)
+        if save:
+            ctx.save_for_backward(c, act, tanh_c)
+            ctx.groups = xw.size(0)
+        return m
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_m):
+        c, act, tanh_c = ctx.saved_tensors
+        return tuple(extension().lstm_outer_backward(d_m.contiguous(), c, act, tanh_c, ctx.groups))
+
+
 def _build():
     from torch.utils import cpp_extension
 
@@ -169,7 +205,11 @@ def _build():
 
 
 def _reason(error: Exception) -> str:
-    """The line of a build failure that says what went wrong (the compiler's first error)."""
+    """The line of a build failure that says what went wrong: the compiler's first error, else
+    a missing tool, else the first line."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    errors = [line for line in lines if "error" in line.lower()]
-    return (errors or lines or [type(error).__name__])[0]
+    for mark in ("error:", "not found", "error"):
+        found = [line for line in lines if mark in line.lower()]
+        if found:
+            return found[0]
+    return lines[0] if lines else type(error).__name__

@@ -28,7 +28,7 @@ from forecast.nn.manual_backward import GRULayer, LSTMLayer
 def _loop_kind(module: nn.Module, mask: Tensor | None, tensors: list[Tensor | None]) -> str:
     """Which layer loop to run: "plain", "scripted", "manual" (hand-written backward) or
     "fused" (the C++ loop, with its own hand-written backward)."""
-    if _plain_loop_wanted():
+    if plain_ops_wanted():
         return "plain"
     grad = _wants_grad(tensors)
     # neither hand-written backward handles the step mask of packed input
@@ -50,7 +50,7 @@ def _packed_for_inference(args: list[Tensor | None], w_hh: Tensor, batch: int) -
 def _project(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     """The input projection of every step: F.linear, through `cells.InputProjection` (a
     faster backward, oneDNN in float32) except where tracing or exporting needs plain ops."""
-    if _plain_loop_wanted():
+    if plain_ops_wanted():
         return F.linear(x, weight, bias)
     return cells.InputProjection.apply(x, weight, bias)
 
@@ -59,7 +59,7 @@ def _wants_grad(tensors: list[Tensor | None]) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
-def _plain_loop_wanted() -> bool:
+def plain_ops_wanted() -> bool:
     """True while tracing, exporting or compiling: those need the loop as ordinary torch ops."""
     return (
         torch.jit.is_tracing()

@@ -1,6 +1,6 @@
-"""The C++ LSTM loop (forecast/nn/fused.py): that it builds, is used, and holds up where the
-parity grid's small tensors do not reach: saturated gates, long sequences, several threads,
-and a machine where it cannot be built."""
+"""The C++ LSTM kernels (forecast/nn/fused.py): that they build, are used, and hold up where
+the parity grid's small tensors do not reach: saturated gates, long sequences, several threads,
+a machine where they cannot be built; and the parallel decoder's outer-product step."""
 
 import subprocess
 import sys
@@ -10,7 +10,7 @@ import torch
 from rnn_helpers import initial_state, make_pair
 from torch.utils import cpp_extension
 
-from forecast.nn import LSTM, fused
+from forecast.nn import LSTM, broadcast_step, cells, fused
 
 
 def test_it_builds_here_and_lstms_run_it():
@@ -105,3 +105,71 @@ def test_forecast_fused_0_switches_it_off():
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+def _outer_operands(batch, groups, inputs, hidden, dtype):
+    gen = torch.Generator().manual_seed(4)
+
+    def draw(*shape):
+        return (3 * torch.randn(*shape, generator=gen, dtype=dtype)).requires_grad_()
+
+    return (
+        draw(batch, groups, 1, 4 * hidden),
+        draw(groups, inputs, 4 * hidden),
+        draw(batch, groups, 1, hidden),
+    )
+
+
+@pytest.mark.parametrize("dtype,atol", ((torch.float64, 1e-12), (torch.float32, 1e-5)))
+@pytest.mark.parametrize("groups", (1, 3))
+def test_outer_step_equals_the_broadcast_torch_ops(groups, dtype, atol):
+    """The parallel decoder's step: every (state, input) pair of a group, values and the
+    gradients of all three operands (summed over the pairs each took part in)."""
+    operands = _outer_operands(5, groups, 4, 6, dtype)
+    got = fused.lstm_outer_step(*operands)
+    hw, xw, c = operands
+    want = cells.lstm_pointwise(xw + hw, c, None)[0]  # [B, G, M, H] by broadcasting
+    assert got.shape == want.shape == (5, groups, 4, 6)
+    torch.testing.assert_close(got, want, atol=atol, rtol=0)
+    weights = torch.randn(want.shape, generator=torch.Generator().manual_seed(5), dtype=dtype)
+    for a, b in zip(
+        torch.autograd.grad((got * weights).sum(), operands),
+        torch.autograd.grad((want * weights).sum(), operands),
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b, atol=atol, rtol=0)
+
+
+def test_outer_step_declines_what_it_does_not_cover():
+    hw, xw, c = _outer_operands(2, 3, 4, 6, torch.float64)
+    assert fused.lstm_outer_step(hw[:, :1], xw, c[:, :1]) is None  # groups do not match
+    assert fused.lstm_outer_step(hw.expand(2, 3, 2, 24), xw, c) is None  # two states per unit
+    assert fused.lstm_outer_step(hw.half(), xw.half(), c.half()) is None  # dtype
+
+
+@pytest.mark.parametrize("cell", ("lstm", "lstmp"))
+def test_broadcast_step_takes_the_outer_kernel(cell):
+    ours, _ = make_pair(cell, 3, 6)
+    h = torch.randn(4, 2, 1, ours.output_size, dtype=torch.float64, requires_grad=True)
+    c = torch.randn(4, 2, 1, 6, dtype=torch.float64)
+    queries = torch.randn(2, 5, 3, dtype=torch.float64)
+    out = broadcast_step(ours, queries, (h, c))
+    assert out.shape == (4, 2, 5, ours.output_size)
+    names, nodes = [], [out.grad_fn]
+    while nodes:  # every node of the backward graph
+        node = nodes.pop()
+        names.append(node.name())
+        nodes += [n for n, _ in node.next_functions if n is not None]
+    assert "OuterLSTMStepBackward" in names, names
+
+
+def test_a_failed_build_is_reported_by_the_compilers_first_error():
+    log = (
+        "Error building extension 'forecast_lstm': [1/2] c++ -MMD -O3 -c lstm.cpp\n"
+        "FAILED: lstm.o\n"
+        "lstm.cpp:408:9: error: '#pragma' is not allowed here\n"
+        "ninja: build stopped: subcommand failed."
+    )
+    assert (
+        fused._reason(RuntimeError(log)) == "lstm.cpp:408:9: error: '#pragma' is not allowed here"
+    )
