@@ -23,7 +23,7 @@ import math
 import torch
 from torch import nn
 
-from forecast.nn import backbone_output_size, broadcast_step, build_backbone
+from forecast.nn import Dropout, backbone_output_size, broadcast_step, build_backbone
 
 DECODERS = ("direct", "pmf")
 
@@ -102,7 +102,7 @@ class ForecastNet(nn.Module):
             batch_first=True,
         )
         out_size = backbone_output_size(self.rnn)
-        self.head_dropout = nn.Dropout(head_dropout)
+        self.head_dropout = Dropout(head_dropout)
         if decoder == "pmf":
             channel_size = embed_size // 2 if channel_independent else 0
             self.position_embedding = nn.Parameter(

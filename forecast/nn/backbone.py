@@ -4,8 +4,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from forecast.nn import fused
-from forecast.nn.cells import gru_pointwise, lstm_pointwise
-from forecast.nn.rnn import GRU, LSTM, plain_ops_wanted
+from forecast.nn.cells import gru_pointwise, lstm_pointwise, plain_ops_wanted
+from forecast.nn.rnn import GRU, LSTM
 
 CELLS = ("lstm", "lstmp", "gru")
 IMPLS = ("custom", "torch")

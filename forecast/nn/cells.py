@@ -164,6 +164,16 @@ def _onednn_fits(*tensors: Tensor) -> bool:
     return ONEDNN[0] and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
 
 
+def plain_ops_wanted() -> bool:
+    """True while tracing, exporting or compiling: those need ordinary torch ops."""
+    return (
+        torch.jit.is_tracing()
+        or torch.jit.is_scripting()
+        or torch.onnx.is_in_onnx_export()
+        or torch.compiler.is_compiling()
+    )
+
+
 def pack_weight(weight: Tensor, batch: int) -> Tensor | None:
     """`weight` [out, in] prepacked by oneDNN for `matmul_add`, or None where unavailable.
 

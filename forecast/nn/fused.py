@@ -183,7 +183,10 @@ def _build():
     capability = torch.backends.cpu.get_cpu_capability()
     # -fno-trapping-math: lets GCC vectorise the selects and floor of exp/tanh
     flags = ["-O3", "-fno-trapping-math", "-fopenmp", *_ARCH_FLAGS.get(capability, [])]
-    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(flags).encode()).hexdigest()[:10]
+    # the name changes with the source, the flags and torch itself (a build is tied to the
+    # torch it was compiled against, and environments may share one cache folder)
+    stamp = " ".join([*flags, torch.__version__, sys.executable]).encode()
+    digest = hashlib.sha256(SOURCE.read_bytes() + stamp).hexdigest()[:10]
     name = f"forecast_lstm_{capability.lower()}_{digest}"
     # torch runs `ninja` by name: make the one installed beside this Python findable
     bin_dir = str(Path(sys.executable).parent)

@@ -22,13 +22,14 @@ from torch.nn import functional as F
 from torch.nn.utils.rnn import PackedSequence
 
 from forecast.nn import cells, fused, loops
+from forecast.nn.dropout import dropout
 from forecast.nn.manual_backward import GRULayer, LSTMLayer
 
 
 def _loop_kind(module: nn.Module, mask: Tensor | None, tensors: list[Tensor | None]) -> str:
     """Which layer loop to run: "plain", "scripted", "manual" (hand-written backward) or
     "fused" (the C++ loop, with its own hand-written backward)."""
-    if plain_ops_wanted():
+    if cells.plain_ops_wanted():
         return "plain"
     grad = _wants_grad(tensors)
     # neither hand-written backward handles the step mask of packed input
@@ -50,23 +51,13 @@ def _packed_for_inference(args: list[Tensor | None], w_hh: Tensor, batch: int) -
 def _project(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     """The input projection of every step: F.linear, through `cells.InputProjection` (a
     faster backward, oneDNN in float32) except where tracing or exporting needs plain ops."""
-    if plain_ops_wanted():
+    if cells.plain_ops_wanted():
         return F.linear(x, weight, bias)
     return cells.InputProjection.apply(x, weight, bias)
 
 
 def _wants_grad(tensors: list[Tensor | None]) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-
-
-def plain_ops_wanted() -> bool:
-    """True while tracing, exporting or compiling: those need the loop as ordinary torch ops."""
-    return (
-        torch.jit.is_tracing()
-        or torch.jit.is_scripting()
-        or torch.onnx.is_in_onnx_export()
-        or torch.compiler.is_compiling()
-    )
 
 
 class _RecurrentBase(nn.Module):
@@ -230,7 +221,7 @@ class _RecurrentBase(nn.Module):
         finals: list[list[Tensor]] = [[] for _ in states]
         for layer in range(self.num_layers):
             if layer > 0 and self.dropout and self.training:
-                x = F.dropout(x, self.dropout, training=True)
+                x = dropout(x, self.dropout, training=True)
             outputs = []
             for direction, suffix in enumerate(self._suffixes()):
                 k = layer * self.num_directions + direction

@@ -1,0 +1,48 @@
+"""forecast.nn.Dropout: torch's dropout semantics with a mask drawn by rand_like on CPU."""
+
+import pytest
+import torch
+from torch import nn
+
+from forecast.nn import Dropout
+from forecast.nn.dropout import dropout
+
+
+@pytest.mark.parametrize("p", (0.1, 0.5, 0.9))
+def test_keeps_a_1_minus_p_share_scaled_by_its_inverse(p):
+    torch.manual_seed(0)
+    x = torch.rand(1000, 1000, dtype=torch.float64) + 1.0  # no zeros of its own
+    out = dropout(x, p, training=True)
+    kept = out != 0
+    # one million draws: the share kept is within 0.003 of 1 - p (about 5 standard deviations)
+    assert abs(kept.double().mean().item() - (1 - p)) < 3e-3
+    assert torch.equal(out[kept], x[kept] * (1.0 / (1 - p)))  # as torch scales
+
+
+def test_gradient_is_the_mask_times_the_scale():
+    torch.manual_seed(0)
+    x = torch.randn(300, 40, requires_grad=True)
+    out = dropout(x, 0.3, training=True)
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    torch.testing.assert_close(grad, (out != 0).float() / 0.7, atol=1e-6, rtol=0)
+
+
+def test_identity_in_eval_and_at_p_0_zero_at_p_1():
+    x = torch.randn(5, 7)
+    assert Dropout(0.5).eval()(x) is x
+    assert dropout(x, 0.0, training=True) is x
+    assert torch.equal(dropout(x, 1.0, training=True), torch.zeros_like(x))
+
+
+def test_is_a_drop_in_nn_dropout():
+    ours, torchs = Dropout(0.25), nn.Dropout(0.25)
+    assert isinstance(ours, nn.Dropout)
+    assert repr(ours) == repr(torchs) and ours.state_dict() == torchs.state_dict() == {}
+
+
+def test_a_seed_gives_the_same_mask():
+    x = torch.randn(64, 32)
+    torch.manual_seed(3)
+    first = dropout(x, 0.5, training=True)
+    torch.manual_seed(3)
+    assert torch.equal(first, dropout(x, 0.5, training=True))
