@@ -153,7 +153,13 @@ def lstm_outer_step(hw: Tensor, xw: Tensor, c: Tensor) -> Tensor | None:
         return None
     if xw.shape[2] != gates or c.shape[3] * 4 != gates:
         return None
-    m = OuterLSTMStep.apply(hw.reshape(batch * groups, gates), xw, c.reshape(batch * groups, -1))
+    hw, c = hw.reshape(batch * groups, gates), c.reshape(batch * groups, -1)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (hw, xw, c)):
+        m = OuterLSTMStep.apply(hw, xw, c)
+    else:  # inference: nothing to save for a backward
+        m = extension().lstm_outer_forward(hw.contiguous(), xw.contiguous(), c.contiguous(), False)[
+            0
+        ]
     return m.view(batch, groups, xw.shape[1], -1)
 
 
@@ -163,11 +169,9 @@ class OuterLSTMStep(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hw, xw, c):
         hw, xw, c = hw.contiguous(), xw.contiguous(), c.contiguous()
-        save = any(ctx.needs_input_grad)
-        m, act, tanh_c = extension().lstm_outer_forward(hw, xw, c, save)
-        if save:
-            ctx.save_for_backward(c, act, tanh_c)
-            ctx.groups = xw.size(0)
+        m, act, tanh_c = extension().lstm_outer_forward(hw, xw, c, True)
+        ctx.save_for_backward(c, act, tanh_c)
+        ctx.groups = xw.size(0)
         return m
 
     @staticmethod

@@ -173,3 +173,11 @@ def test_a_failed_build_is_reported_by_the_compilers_first_error():
     assert (
         fused._reason(RuntimeError(log)) == "lstm.cpp:408:9: error: '#pragma' is not allowed here"
     )
+
+
+def test_outer_step_in_inference_keeps_no_graph():
+    hw, xw, c = _outer_operands(2, 3, 4, 6, torch.float64)
+    with torch.no_grad():
+        out = fused.lstm_outer_step(hw, xw, c)
+    assert out.grad_fn is None
+    torch.testing.assert_close(out, fused.lstm_outer_step(hw, xw, c).detach(), atol=0, rtol=0)
