@@ -71,6 +71,9 @@ def main() -> None:
             "+trainer.limit_test_batches=2",
         ]
     out = args.out or Path(tempfile.mkdtemp(prefix="etth1-bench-"))
+    # our C++ kernels compile on first use, once per machine: not inside a timed run
+    warm_up = "from forecast.nn import fused; fused.extension()"
+    subprocess.run([sys.executable, "-c", warm_up], cwd=ROOT, check=True)
 
     print(
         f"# ETTh1, look-back 96, multivariate; {platform.processor() or platform.machine()}, "
