@@ -1,9 +1,10 @@
-"""The C++ LSTM layer loop (csrc/lstm.cpp), compiled on first use, with a clean fallback.
+"""The C++ LSTM kernels (csrc/lstm.cpp), compiled on first use, with a clean fallback.
 
 torch has no fused LSTM step we can call with our own loop, and on CPU its elementwise kernels
-cost a pass over memory and a dispatch each, ~8 per step. The C++ loop fuses a step's gate
-arithmetic into one pass. It is compiled with torch's JIT extension builder the first time an
-LSTM runs on a CPU (about a minute, once per machine and torch version; cached in
+cost a pass over memory and a dispatch each, ~8 per step. The C++ layer loop fuses a step's
+gate arithmetic into one pass; `lstm_outer_step` does the same for the parallel decoder's step.
+They are compiled with torch's JIT extension builder the first time an LSTM runs on a CPU
+(about 20 s here, once per machine and torch version; cached in
 `TORCH_EXTENSIONS_DIR`, by default ~/.cache/torch_extensions). Where that fails (no C++
 compiler) the layer runs the TorchScript loops instead, with one warning; the results are the
 same to rounding. `FORECAST_FUSED=0` switches it off (or `ENABLED[0] = False`, as the tests do).
@@ -48,11 +49,13 @@ def enabled() -> bool:
 
 def extension():
     """The compiled module, or None where it is switched off or cannot be built."""
+    if not enabled():  # not remembered: switching it on later builds it then
+        return None
     if _STATE[1]:
         return _STATE[0]
     with _lock:
         if not _STATE[1]:
-            _STATE[0] = _build() if enabled() else None
+            _STATE[0] = _build()
             _STATE[1] = True
     return _STATE[0]
 
