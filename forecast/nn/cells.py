@@ -164,6 +164,11 @@ def _onednn_fits(*tensors: Tensor) -> bool:
     return ONEDNN[0] and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
 
 
+def wants_grad(tensors: list[Tensor | None]) -> bool:
+    """True where autograd will want gradients of any of `tensors`."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def plain_ops_wanted() -> bool:
     """True while tracing, exporting or compiling: those need ordinary torch ops."""
     return (
@@ -179,7 +184,7 @@ def pack_weight(weight: Tensor, batch: int) -> Tensor | None:
 
     Only float32 on CPU, and only where the private oneDNN ops exist and agree with addmm.
     """
-    if not ONEDNN[0] or weight.device.type != "cpu" or weight.dtype != torch.float32:
+    if not _onednn_fits(weight):
         return None
     return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), batch)
 

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from forecast.nn.cells import pack_weight
+from forecast.nn.cells import pack_weight, wants_grad
 
 SOURCE = Path(__file__).with_name("csrc") / "lstm.cpp"
 DTYPES = (torch.float32, torch.float64)
@@ -80,21 +80,17 @@ def _packed(weights: list[Tensor | None], batch: int) -> list[Tensor | None]:
     return packed
 
 
+def _contiguous(*tensors: Tensor | None) -> list[Tensor | None]:
+    return [None if t is None else t.contiguous() for t in tensors]
+
+
 def lstm_layer(
     xw: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, w_hr: Tensor | None, reverse: bool
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Inference: xw [T, B, 4H], h0 [B, P], c0 [B, H] -> (output [T, B, P], h_T, c_T)."""
-    w_hh = w_hh.contiguous()
-    w_hr = None if w_hr is None else w_hr.contiguous()
+    xw, h0, c0, w_hh, w_hr = _contiguous(xw, h0, c0, w_hh, w_hr)
     outputs, c_last, *_ = extension().lstm_forward(
-        xw.contiguous(),
-        h0.contiguous(),
-        c0.contiguous(),
-        w_hh,
-        w_hr,
-        reverse,
-        False,
-        *_packed([w_hh, w_hr], xw.size(1)),
+        xw, h0, c0, w_hh, w_hr, reverse, False, *_packed([w_hh, w_hr], xw.size(1))
     )
     return outputs, _last(outputs, reverse), c_last
 
@@ -109,8 +105,7 @@ class FusedLSTMLayer(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, xw, h0, c0, w_hh, w_hr, reverse):
-        xw, h0, c0, w_hh = xw.contiguous(), h0.contiguous(), c0.contiguous(), w_hh.contiguous()
-        w_hr = None if w_hr is None else w_hr.contiguous()
+        xw, h0, c0, w_hh, w_hr = _contiguous(xw, h0, c0, w_hh, w_hr)
         outputs, c_last, act, cs, tanh_cs = extension().lstm_forward(
             xw, h0, c0, w_hh, w_hr, reverse, True, *_packed([w_hh, w_hr], xw.size(1))
         )
@@ -157,12 +152,10 @@ def lstm_outer_step(hw: Tensor, xw: Tensor, c: Tensor) -> Tensor | None:
     if xw.shape[2] != gates or c.shape[3] * 4 != gates:
         return None
     hw, c = hw.reshape(batch * groups, gates), c.reshape(batch * groups, -1)
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (hw, xw, c)):
+    if wants_grad([hw, xw, c]):
         m = OuterLSTMStep.apply(hw, xw, c)
     else:  # inference: nothing to save for a backward
-        m = extension().lstm_outer_forward(hw.contiguous(), xw.contiguous(), c.contiguous(), False)[
-            0
-        ]
+        m, _, _ = extension().lstm_outer_forward(*_contiguous(hw, xw, c), False)
     return m.view(batch, groups, xw.shape[1], -1)
 
 
@@ -171,7 +164,7 @@ class OuterLSTMStep(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hw, xw, c):
-        hw, xw, c = hw.contiguous(), xw.contiguous(), c.contiguous()
+        hw, xw, c = _contiguous(hw, xw, c)
         m, act, tanh_c = extension().lstm_outer_forward(hw, xw, c, True)
         ctx.save_for_backward(c, act, tanh_c)
         ctx.groups = xw.size(0)
@@ -199,15 +192,15 @@ def _build():
     bin_dir = str(Path(sys.executable).parent)
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
-    _log.info("compiling the fused LSTM loop (once per machine, about a minute)")
+    _log.info("compiling the C++ LSTM kernels (once per machine and torch version, ~20 s)")
     try:
         return cpp_extension.load(
             name, [str(SOURCE)], extra_cflags=flags, extra_ldflags=["-fopenmp"], verbose=False
         )
     except Exception as error:  # no compiler, no ninja, no headers: run the TorchScript loop
         warnings.warn(
-            f"forecast: the fused C++ LSTM loop could not be built ({_reason(error)}); "
-            "LSTM layers run the slower TorchScript loop. Install a C++ compiler (g++) and "
+            f"forecast: the C++ LSTM kernels could not be built ({_reason(error)}); "
+            "LSTMs run the slower torch-op loops instead. Install a C++ compiler (g++) and "
             "ninja to get it, or set FORECAST_FUSED=0 to silence this.",
             stacklevel=3,
         )

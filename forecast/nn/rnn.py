@@ -31,7 +31,7 @@ def _loop_kind(module: nn.Module, mask: Tensor | None, tensors: list[Tensor | No
     "fused" (the C++ loop, with its own hand-written backward)."""
     if cells.plain_ops_wanted():
         return "plain"
-    grad = _wants_grad(tensors)
+    grad = cells.wants_grad(tensors)
     # neither hand-written backward handles the step mask of packed input
     if mask is None and (module.manual_backward or not grad):
         if module.fused_loop and fused.usable(*tensors):
@@ -43,7 +43,7 @@ def _loop_kind(module: nn.Module, mask: Tensor | None, tensors: list[Tensor | No
 
 def _packed_for_inference(args: list[Tensor | None], w_hh: Tensor, batch: int) -> Tensor | None:
     """oneDNN-packed W_hh when no gradient flows through `args` (oneDNN's op has no autograd)."""
-    if _wants_grad(args):
+    if cells.wants_grad(args):
         return None
     return cells.pack_weight(w_hh, batch)
 
@@ -54,10 +54,6 @@ def _project(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     if cells.plain_ops_wanted():
         return F.linear(x, weight, bias)
     return cells.InputProjection.apply(x, weight, bias)
-
-
-def _wants_grad(tensors: list[Tensor | None]) -> bool:
-    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
 class _RecurrentBase(nn.Module):
@@ -314,7 +310,7 @@ class LSTM(_RecurrentBase):
         reverse = suffix == "_reverse"
         kind = _loop_kind(self, mask, args)
         if kind == "fused":
-            if _wants_grad(args):
+            if cells.wants_grad(args):
                 out, h, c = fused.FusedLSTMLayer.apply(*args, reverse)
             else:
                 out, h, c = fused.lstm_layer(*args, reverse)
