@@ -6,6 +6,7 @@ calls `hydra.utils.instantiate`.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -57,13 +58,14 @@ def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> float:
     )
 
     start = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-    fit_seconds = time.perf_counter() - start
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    ckpt = best or None
-    # an empty list where the trainer runs no batches (e.g. trainer.limit_val_batches=0)
-    val = first(trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False))
-    test = first(trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False))
+    with no_nan_fill():
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        fit_seconds = time.perf_counter() - start
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        ckpt = best or None
+        # an empty list where the trainer runs no batches (e.g. trainer.limit_val_batches=0)
+        val = first(trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False))
+        test = first(trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False))
     for split, results in (("val", val), ("test", test)):
         if not results:
             log.warning(
@@ -87,6 +89,25 @@ def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> float:
         export(cfg, datamodule, model, output_dir / "export")
     objective = metrics.get("val_mse", math.inf)
     return objective if math.isfinite(objective) else float("inf")
+
+
+@contextlib.contextmanager
+def no_nan_fill():
+    """Deterministic mode without its NaN fill of every new tensor, for the duration.
+
+    `trainer.deterministic=true` turns on torch's deterministic algorithms, and with them
+    `torch.utils.deterministic.fill_uninitialized_memory`: every `torch.empty` is filled with NaN,
+    a guard against kernels that read memory they have not written. On CPU that filled ~1,200
+    buffers per training step of the default model, 5-6 ms of 41 (BENCHMARKS.md). The algorithms
+    stay deterministic; runs with the same seed still give the same metrics, bit for bit
+    (tests/test_train_e2e.py).
+    """
+    before = torch.utils.deterministic.fill_uninitialized_memory
+    torch.utils.deterministic.fill_uninitialized_memory = False
+    try:
+        yield
+    finally:
+        torch.utils.deterministic.fill_uninitialized_memory = before
 
 
 def first(results: list[dict]) -> dict:
