@@ -154,8 +154,8 @@ def lstm_outer_step(hw: Tensor, xw: Tensor, c: Tensor) -> Tensor | None:
     hw, c = hw.reshape(batch * groups, gates), c.reshape(batch * groups, -1)
     if wants_grad([hw, xw, c]):
         m = OuterLSTMStep.apply(hw, xw, c)
-    else:  # inference: nothing to save for a backward
-        m, _, _ = extension().lstm_outer_forward(*_contiguous(hw, xw, c), False)
+    else:  # inference: no autograd node
+        m = extension().lstm_outer_forward(*_contiguous(hw, xw, c))
     return m.view(batch, groups, xw.shape[1], -1)
 
 
@@ -165,16 +165,13 @@ class OuterLSTMStep(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hw, xw, c):
         hw, xw, c = _contiguous(hw, xw, c)
-        m, act, tanh_c = extension().lstm_outer_forward(hw, xw, c, True)
-        ctx.save_for_backward(c, act, tanh_c)
-        ctx.groups = xw.size(0)
-        return m
+        ctx.save_for_backward(hw, xw, c)  # the backward computes the pairs' gates again
+        return extension().lstm_outer_forward(hw, xw, c)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, d_m):
-        c, act, tanh_c = ctx.saved_tensors
-        return tuple(extension().lstm_outer_backward(d_m.contiguous(), c, act, tanh_c, ctx.groups))
+        return tuple(extension().lstm_outer_backward(d_m.contiguous(), *ctx.saved_tensors))
 
 
 def _build():

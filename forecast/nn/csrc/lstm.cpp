@@ -341,84 +341,90 @@ std::vector<Tensor> lstm_backward(const Tensor& d_out, const Tensor& d_h_last,
 // One LSTM step for many (state, input) pairs at once, the pairs of an outer product: unit u
 // (U = B * G of them, u = b * G + g) meets each of M inputs of its group g. hw [U, 4H] is
 // h_u @ W_hh^T + b_hh, xw [G, M, 4H] the inputs' x @ W_ih^T + b_ih, c [U, H]. Returns
-// m = o * tanh(c') [U, M, H] (the new h before any projection) and, where `save`, the
-// activations [U, M, 4H] and tanh(c') [U, M, H] for the backward. This is the parallel
-// decoder's step (forecast/models/network.py): no pair is materialised before the pass.
-std::vector<Tensor> lstm_outer_forward(const Tensor& hw, const Tensor& xw, const Tensor& c,
-                                       bool save) {
+// m = o * tanh(c') [U, M, H] (the new h before any projection). This is the parallel decoder's
+// step (forecast/models/network.py): no pair is materialised, before the pass or after it.
+Tensor lstm_outer_forward(const Tensor& hw, const Tensor& xw, const Tensor& c) {
   check_inputs({hw, xw, c});
   const int64_t units = hw.size(0), groups = xw.size(0), inputs = xw.size(1);
   const int64_t hidden = c.size(1);
   TORCH_CHECK(units % groups == 0 && hw.size(1) == 4 * hidden && xw.size(2) == 4 * hidden,
               "lstm_outer_forward: sizes do not fit");
   auto m = at::empty({units, inputs, hidden}, hw.options());
-  auto act = at::empty({save ? units : 0, inputs, 4 * hidden}, hw.options());
-  auto tanh_c = at::empty({save ? units : 0, inputs, hidden}, hw.options());
   AT_DISPATCH_FLOATING_TYPES(hw.scalar_type(), "lstm_outer_forward", [&] {
     const scalar_t* hw_ptr = hw.data_ptr<scalar_t>();
     const scalar_t* xw_ptr = xw.data_ptr<scalar_t>();
     const scalar_t* c_ptr = c.data_ptr<scalar_t>();
     scalar_t* m_ptr = m.data_ptr<scalar_t>();
-    scalar_t* act_ptr = save ? act.data_ptr<scalar_t>() : nullptr;
-    scalar_t* tanh_ptr = save ? tanh_c.data_ptr<scalar_t>() : nullptr;
     const int64_t gates = 4 * hidden;
     at::parallel_for(0, units * inputs, grain_rows(hidden), [&](int64_t begin, int64_t end) {
-      // scratch for one pair's activations when they are not saved
-      std::vector<scalar_t> scratch(save ? 0 : 4 * hidden + hidden);
+      std::vector<scalar_t> scratch(gates + hidden);  // one pair's activations and tanh(c')
       for (int64_t row = begin; row < end; ++row) {
         const int64_t u = row / inputs, j = row % inputs, g = u % groups;
-        scalar_t* a = save ? act_ptr + row * gates : scratch.data();
-        scalar_t* tc = save ? tanh_ptr + row * hidden : scratch.data() + gates;
         gate_pass<scalar_t>(hw_ptr + u * gates, xw_ptr + (g * inputs + j) * gates,
-                            c_ptr + u * hidden, a, nullptr, tc, m_ptr + row * hidden, hidden);
+                            c_ptr + u * hidden, scratch.data(), nullptr, scratch.data() + gates,
+                            m_ptr + row * hidden, hidden);
       }
     });
   });
-  return {m, act, tanh_c};
+  return m;
 }
 
 // The backward of lstm_outer_forward: d_m [U, M, H] -> (d_hw [U, 4H], d_xw [G, M, 4H],
-// d_c [U, H]), summing over the pairs each operand took part in.
-std::vector<Tensor> lstm_outer_backward(const Tensor& d_m, const Tensor& c, const Tensor& act,
-                                        const Tensor& tanh_c, int64_t groups) {
-  check_inputs({d_m, c, act, tanh_c});
+// d_c [U, H]), summing over the pairs each operand took part in. Each pair's activations are
+// computed again from hw, xw and c rather than saved by the forward: saving them wrote and read
+// back [U, M, 4H] (15 MB for the default model's batch), slower than the exp and tanh it spares.
+// d_xw is summed per thread, then over threads.
+std::vector<Tensor> lstm_outer_backward(const Tensor& d_m, const Tensor& hw, const Tensor& xw,
+                                        const Tensor& c) {
+  check_inputs({d_m, hw, xw, c});
   const int64_t units = d_m.size(0), inputs = d_m.size(1), hidden = d_m.size(2);
-  const int64_t gates = 4 * hidden;
-  auto d_gates = at::empty({units, inputs, gates}, d_m.options());
+  const int64_t groups = xw.size(0), gates = 4 * hidden;
+  TORCH_CHECK(units % groups == 0 && hw.size(0) == units && hw.size(1) == gates &&
+                  xw.size(1) == inputs && xw.size(2) == gates && c.size(0) == units,
+              "lstm_outer_backward: sizes do not fit");
   auto d_hw = at::empty({units, gates}, d_m.options());
   auto d_c = at::empty({units, hidden}, d_m.options());
+  auto d_xw_per_thread = at::zeros({at::get_num_threads(), groups, inputs, gates}, d_m.options());
   AT_DISPATCH_FLOATING_TYPES(d_m.scalar_type(), "lstm_outer_backward", [&] {
     const scalar_t* d_m_ptr = d_m.data_ptr<scalar_t>();
+    const scalar_t* hw_ptr = hw.data_ptr<scalar_t>();
+    const scalar_t* xw_ptr = xw.data_ptr<scalar_t>();
     const scalar_t* c_ptr = c.data_ptr<scalar_t>();
-    const scalar_t* act_ptr = act.data_ptr<scalar_t>();
-    const scalar_t* tanh_ptr = tanh_c.data_ptr<scalar_t>();
-    scalar_t* d_gates_ptr = d_gates.data_ptr<scalar_t>();
     scalar_t* d_hw_ptr = d_hw.data_ptr<scalar_t>();
     scalar_t* d_c_ptr = d_c.data_ptr<scalar_t>();
+    scalar_t* d_xw_all = d_xw_per_thread.data_ptr<scalar_t>();
+    const int64_t per_thread = groups * inputs * gates;
     const int64_t per_unit = std::max<int64_t>(1, grain_rows(hidden) / inputs);
     at::parallel_for(0, units, per_unit, [&](int64_t begin, int64_t end) {
-      std::vector<scalar_t> d_c_pair(hidden);
+      scalar_t* d_xw_mine = d_xw_all + at::get_thread_num() * per_thread;
+      // one pair at a time: its activations, tanh(c'), m, d_gates and d_c
+      std::vector<scalar_t> scratch(gates + 3 * hidden + gates);
+      scalar_t* act = scratch.data();
+      scalar_t* tanh_c = act + gates;
+      scalar_t* m = tanh_c + hidden;
+      scalar_t* d_c_pair = m + hidden;
+      scalar_t* dg = d_c_pair + hidden;
       for (int64_t u = begin; u < end; ++u) {
+        const int64_t g = u % groups;
         scalar_t* dh = d_hw_ptr + u * gates;
         scalar_t* dc = d_c_ptr + u * hidden;
         std::fill(dh, dh + gates, scalar_t(0));
         std::fill(dc, dc + hidden, scalar_t(0));
         for (int64_t j = 0; j < inputs; ++j) {
-          const int64_t row = u * inputs + j;
-          scalar_t* dg = d_gates_ptr + row * gates;
+          const scalar_t* x = xw_ptr + (g * inputs + j) * gates;
+          gate_pass<scalar_t>(hw_ptr + u * gates, x, c_ptr + u * hidden, act, nullptr, tanh_c, m,
+                              hidden);
           // a pair has no later step: its only gradient is d_m
-          gate_pass_backward<scalar_t>(d_m_ptr + row * hidden, nullptr, nullptr,
-                                       act_ptr + row * gates, c_ptr + u * hidden,
-                                       tanh_ptr + row * hidden, dg, d_c_pair.data(), hidden);
+          gate_pass_backward<scalar_t>(d_m_ptr + (u * inputs + j) * hidden, nullptr, nullptr, act,
+                                       c_ptr + u * hidden, tanh_c, dg, d_c_pair, hidden);
           add_into<scalar_t>(dh, dg, gates);
-          add_into<scalar_t>(dc, d_c_pair.data(), hidden);
+          add_into<scalar_t>(dc, d_c_pair, hidden);
+          add_into<scalar_t>(d_xw_mine + (g * inputs + j) * gates, dg, gates);
         }
       }
     });
   });
-  // each input met the units of its group in every batch row: [B, G, M, 4H] summed over B
-  auto d_xw = d_gates.view({units / groups, groups, inputs, gates}).sum(0);
-  return {d_hw, d_xw, d_c};
+  return {d_hw, d_xw_per_thread.sum(0), d_c};
 }
 
 }  // namespace
