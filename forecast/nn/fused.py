@@ -30,6 +30,7 @@ from forecast.nn.cells import pack_weight, wants_grad
 
 SOURCE = Path(__file__).with_name("csrc") / "lstm.cpp"
 DTYPES = (torch.float32, torch.float64)
+LOW_PRECISION = (torch.bfloat16, torch.float16)
 # compiler flags per CPU capability torch itself detected; the capability is part of the
 # extension's name, so machines sharing one cache folder never load each other's build
 _ARCH_FLAGS = {
@@ -143,8 +144,18 @@ def lstm_outer_step(hw: Tensor, xw: Tensor, c: Tensor) -> Tensor | None:
     """One LSTM step for every pair of B x G states and the M inputs of their group g:
     hw [B, G, 1, 4H] (h @ W_hh^T + b_hh), xw [G, M, 4H] (x @ W_ih^T + b_ih), c [B, G, 1, H]
     -> o * tanh(c') [B, G, M, H], without materialising the B x G x M pairs' gates. None where
-    the shapes or tensors do not fit the C++ kernel (the caller computes it with torch ops)."""
-    if hw.dim() != 4 or xw.dim() != 3 or c.dim() != 4 or not usable(hw, xw, c):
+    the shapes or tensors do not fit the C++ kernel (the caller computes it with torch ops).
+
+    bfloat16 / float16 operands (bf16-mixed training: autocast's products) are computed in
+    float32 and the result returned in the dtype torch's ops would give: the gates of every pair
+    in low precision, as torch ops compute them, took longer than the whole float32 kernel.
+    """
+    if hw.dim() != 4 or xw.dim() != 3 or c.dim() != 4:
+        return None
+    out_dtype = torch.promote_types(torch.promote_types(hw.dtype, xw.dtype), c.dtype)
+    if out_dtype in (*LOW_PRECISION, torch.float32):
+        hw, xw, c = (t.float() if t.dtype in LOW_PRECISION else t for t in (hw, xw, c))
+    if not usable(hw, xw, c):
         return None
     batch, groups, one, gates = hw.shape
     if (one, c.shape[2]) != (1, 1) or xw.shape[0] != groups or c.shape[:2] != hw.shape[:2]:
@@ -156,7 +167,7 @@ def lstm_outer_step(hw: Tensor, xw: Tensor, c: Tensor) -> Tensor | None:
         m = OuterLSTMStep.apply(hw, xw, c)
     else:  # inference: no autograd node
         m = extension().lstm_outer_forward(*_contiguous(hw, xw, c))
-    return m.view(batch, groups, xw.shape[1], -1)
+    return m.view(batch, groups, xw.shape[1], -1).to(out_dtype)
 
 
 class OuterLSTMStep(torch.autograd.Function):

@@ -144,7 +144,50 @@ def test_outer_step_declines_what_it_does_not_cover():
     hw, xw, c = _outer_operands(2, 3, 4, 6, torch.float64)
     assert fused.lstm_outer_step(hw[:, :1], xw, c[:, :1]) is None  # groups do not match
     assert fused.lstm_outer_step(hw.expand(2, 3, 2, 24), xw, c) is None  # two states per unit
-    assert fused.lstm_outer_step(hw.half(), xw.half(), c.half()) is None  # dtype
+    assert fused.lstm_outer_step(hw.int(), xw.int(), c.int()) is None  # dtype
+
+
+@pytest.mark.parametrize("low", (torch.bfloat16, torch.float16))
+def test_outer_step_computes_low_precision_operands_in_float32(low):
+    """bf16-mixed training hands the decoder bfloat16 products: the kernel computes them in
+    float32 and returns the dtype torch's ops would; its result is the float32 one, rounded
+    once, so it is nearer the float64 truth than the same step in low-precision torch ops."""
+    hw, xw, c = (t.detach() for t in _outer_operands(6, 3, 4, 8, torch.float64))
+    truth = cells.lstm_pointwise(xw + hw, c, None)[0]
+    operands = [t.to(low).requires_grad_() for t in (hw, xw, c)]
+    got = fused.lstm_outer_step(*operands)
+    assert got.dtype == low
+    want = fused.lstm_outer_step(*(t.detach().float() for t in operands)).to(low)
+    torch.testing.assert_close(got, want, atol=0, rtol=0)
+    plain = cells.lstm_pointwise(operands[1] + operands[0], operands[2], None)[0]
+    assert (got.double() - truth).abs().mean() < (plain.double() - truth).abs().mean()
+    grads = torch.autograd.grad(got.float().sum(), operands)
+    assert [g.dtype for g in grads] == [low] * 3
+    with_mixed_c = fused.lstm_outer_step(operands[0], operands[1], c.float())
+    assert with_mixed_c.dtype == torch.float32  # as bfloat16 + float32 promotes
+
+
+def test_bf16_autocast_decoding_takes_the_kernel_and_stays_near_float32():
+    """The default model's decoder under `trainer.precision=bf16-mixed`: the outer kernel runs
+    (before, torch ops did the step in bfloat16) and the forecast stays within bfloat16's
+    reach of the float32 one."""
+    from forecast.models.network import ForecastNet
+
+    torch.manual_seed(0)
+    net = ForecastNet(3, 48, 24, cell="lstm", hidden_size=16, segment_len=12, decoder="pmf")
+    x = torch.randn(8, 48, 3)
+    with torch.no_grad():
+        full = net(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = net(x)
+    names, nodes = [], [mixed.grad_fn]
+    while nodes:
+        node = nodes.pop()
+        names.append(node.name())
+        nodes += [n for n, _ in node.next_functions if n is not None]
+    assert "OuterLSTMStepBackward" in names, names
+    error = (mixed.float() - full).abs().max() / full.abs().max()
+    assert error < 0.03, error  # bfloat16 keeps 8 bits: ~0.4% per rounding
 
 
 @pytest.mark.parametrize("cell", ("lstm", "lstmp"))
