@@ -50,16 +50,22 @@ def max_time() -> str | None:
 
 
 # training batches per epoch in --quick mode
+# "<method> bf16-mixed": the same run under Lightning's bf16-mixed precision (autocast), for our
+# default model and for Darts (its trainer takes the same setting); every other row is float32
+BF16 = " bf16-mixed"
 OURS = [f"{cell}/{impl}" for cell in ("lstm", "lstmp", "gru") for impl in ("torch", "custom")]
+OURS += ["lstm/torch" + BF16]
 PEERS = {  # method -> module it needs
     "neuralforecast LSTM": "neuralforecast",
     "darts BlockRNN LSTM": "darts",
+    "darts BlockRNN LSTM" + BF16: "darts",
     "pytorch-forecasting RecurrentNetwork": "pytorch_forecasting",
 }
 METHODS = [*OURS, "dlinear", "naive", "seasonal naive", *PEERS]
 NOTES = {
     "neuralforecast LSTM": "a",
     "darts BlockRNN LSTM": "b",
+    "darts BlockRNN LSTM" + BF16: "b",
     "pytorch-forecasting RecurrentNetwork": "c",
 }
 PEER_SETUP = (
@@ -68,7 +74,9 @@ PEER_SETUP = (
     "conf/model/<cell>.yaml as shipped, the best validation epoch's weights. DLinear: MSE, "
     "the best validation epoch. fit s: the whole fit (validation passes, sanity check and "
     "checkpoints included); training s: inside training epochs with the validation passes taken "
-    "out, measured the same way for every method; training windows/s divides by the latter."
+    "out, measured the same way for every method; training windows/s divides by the latter. "
+    "Rows marked bf16-mixed: Lightning's precision='bf16-mixed' (bfloat16 autocast, float32 "
+    "weights), everything else the same; all other rows train in float32."
 )
 FOOTNOTES = {
     "a": "univariate only: one global model over the 7 channels as 7 series, windows counted "
@@ -140,15 +148,18 @@ def run_ours(method: str, epochs: int, quick: bool, out: Path) -> dict:
 
     from forecast.pipeline import train
 
-    cell, impl = method.split("/")
+    name, _, precision = method.partition(" ")
+    cell, impl = name.split("/")
     overrides = [
         "experiment=etth1_96",
         f"model={cell}",
         f"model.impl={impl}",
         "seed=1",
-        f"output_dir={out / method.replace('/', '-')}",
+        f"output_dir={out / method.replace('/', '-').replace(' ', '-')}",
         f"trainer.max_epochs={epochs}",
     ]
+    if precision:
+        overrides.append(f"trainer.precision={precision}")
     if quick:
         limits = ("limit_train_batches", "limit_val_batches")
         overrides += [f"++trainer.{limit}={QUICK_BATCHES}" for limit in limits]
@@ -368,8 +379,9 @@ def run_neuralforecast(epochs: int, quick: bool) -> dict:
     }
 
 
-def run_darts(epochs: int, quick: bool) -> dict:
-    """Darts' BlockRNNModel (LSTM), multivariate: one 7-component series in, 7 out.
+def run_darts(epochs: int, quick: bool, precision: str | None = None) -> dict:
+    """Darts' BlockRNNModel (LSTM), multivariate: one 7-component series in, 7 out; `precision`
+    for its Lightning trainer (default: float32, from the float32 series).
 
     Trained on rows [0, 8640) (its 8449 windows); historical_forecasts from row 11520 with
     stride 1 and no retraining forecasts exactly the protocol's test windows.
@@ -402,6 +414,7 @@ def run_darts(epochs: int, quick: bool) -> dict:
             "accelerator": "cpu",
             "max_time": max_time(),
             **({"limit_train_batches": QUICK_BATCHES} if quick else {}),
+            **({"precision": precision} if precision else {}),
         },
     )
     model.fit(train, verbose=False)
@@ -503,8 +516,8 @@ def run_worker(method: str, epochs: int, quick: bool, out: Path) -> dict:
         return run_naive(seasonal=method == "seasonal naive")
     if method == "neuralforecast LSTM":
         return run_neuralforecast(epochs, quick)
-    if method == "darts BlockRNN LSTM":
-        return run_darts(epochs, quick)
+    if method.startswith("darts BlockRNN LSTM"):
+        return run_darts(epochs, quick, BF16.strip() if method.endswith(BF16) else None)
     if method == "pytorch-forecasting RecurrentNetwork":
         return run_pytorch_forecasting(epochs, quick)
     raise NotImplementedError(f"no worker for {method!r}")
@@ -537,7 +550,11 @@ def measure(method: str, args, out: Path) -> dict:
 
 
 def row(method: str, r: dict) -> str:
-    name = method if method not in OURS else "forecast " + method.replace("/", " (") + ")"
+    if method in OURS:
+        cell, _, rest = method.partition("/")
+        name = f"forecast {cell} ({rest.replace(' ', ', ')})"
+    else:
+        name = method
     if method in NOTES:
         name += f" [{NOTES[method]}]"
     if "mse" not in r:

@@ -17,10 +17,11 @@ pytestmark = pytest.mark.slow
 
 OURS = [
     f"forecast {cell} ({impl})" for cell in ("lstm", "lstmp", "gru") for impl in ("torch", "custom")
-]
+] + ["forecast lstm (torch, bf16-mixed)"]
 PEERS = {  # row -> the module it needs
     "neuralforecast LSTM": "neuralforecast",
     "darts BlockRNN LSTM": "darts",
+    "darts BlockRNN LSTM bf16-mixed": "darts",
     "pytorch-forecasting RecurrentNetwork": "pytorch_forecasting",
 }
 
