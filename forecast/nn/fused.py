@@ -150,7 +150,7 @@ def lstm_outer_step(hw: Tensor, xw: Tensor, c: Tensor) -> Tensor | None:
     float32 and the result returned in the dtype torch's ops would give: the gates of every pair
     in low precision, as torch ops compute them, took longer than the whole float32 kernel.
     """
-    if hw.dim() != 4 or xw.dim() != 3 or c.dim() != 4:
+    if hw.dim() != 4 or xw.dim() != 3 or c.dim() != 4 or hw.device.type != "cpu":
         return None
     out_dtype = torch.promote_types(torch.promote_types(hw.dtype, xw.dtype), c.dtype)
     if out_dtype in (*LOW_PRECISION, torch.float32):

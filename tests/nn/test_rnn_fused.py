@@ -145,6 +145,8 @@ def test_outer_step_declines_what_it_does_not_cover():
     assert fused.lstm_outer_step(hw[:, :1], xw, c[:, :1]) is None  # groups do not match
     assert fused.lstm_outer_step(hw.expand(2, 3, 2, 24), xw, c) is None  # two states per unit
     assert fused.lstm_outer_step(hw.int(), xw.int(), c.int()) is None  # dtype
+    meta = [t.detach().bfloat16().to("meta") for t in (hw, xw, c)]
+    assert fused.lstm_outer_step(*meta) is None  # not a CPU tensor: left to torch's ops
 
 
 @pytest.mark.parametrize("low", (torch.bfloat16, torch.float16))
