@@ -13,6 +13,7 @@ CSV file the line of the file is given as well.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,11 +90,34 @@ def read_table(path: str | Path, format: str | None = None) -> pd.DataFrame:
         raise DataError(f"{path}: the file is empty; expected a header row and data rows") from err
     except FileNotFoundError as err:
         raise DataError(f"{path}: no such file; check data.path") from err
+    except pd.errors.ParserError as err:  # e.g. a row with more fields than the header
+        reason = str(err).strip().splitlines()[0]
+        raise DataError(
+            f"{path}: cannot be read as a comma-separated table ({reason}); every row needs "
+            f"as many fields as the header: fix that row, or quote fields that contain commas"
+        ) from err
     _release_arrow_memory()
     if df.empty:
         raise DataError(f"{path}: the file has a header but no data rows")
     df.columns = [str(c) for c in df.columns]
+    if fmt == "csv":
+        _refuse_other_separators(path, df)
     return df
+
+
+def _refuse_other_separators(path: str, df: pd.DataFrame) -> None:
+    """A one-column header holding ';', tab or '|' is a file separated by that, read as one."""
+    if len(df.columns) != 1:
+        return
+    header = df.columns[0]
+    for sep, name in ((";", "semicolon"), ("\t", "tab"), ("|", "'|'")):
+        if sep in header:
+            raise DataError(
+                f"{path}: the header {header!r} reads as one column: the file is {name}-"
+                f"separated, this reader takes commas; save it with commas, e.g. "
+                f"pd.read_csv(path, sep={sep!r}).to_csv(new_path, index=False) (with "
+                f"decimal=',' too if its numbers use decimal commas)"
+            )
 
 
 def _release_arrow_memory() -> None:
@@ -116,8 +140,11 @@ def read_wide(
     """One series; `target` picks the channels (default: every column but time and covariates)."""
     df = read_table(path, format)
     covariates = list(covariates or [])
-    target = _as_list(target) or [c for c in df.columns if c not in (time_col, *covariates)]
+    chosen = _as_list(target)
+    target = chosen or [c for c in df.columns if c not in (time_col, *covariates)]
     _require_columns(str(path), df, [time_col, *target, *covariates])
+    if not chosen:
+        _refuse_unnamed(str(path), df, target)
     return _build(str(path), df, None, time_col, target, covariates, freq, fill, sort)
 
 
@@ -238,6 +265,12 @@ def _build(
     else:
         codes, uniques = pd.factorize(df[id_col], sort=False)  # no string copy per row
         ids = [str(u) for u in uniques]
+        if (codes < 0).any():  # factorize codes a missing id -1: it would join no series
+            row = int(np.argmax(codes < 0))
+            raise DataError(
+                f"{path}: column {id_col!r}, {where.row(row)}: the series id is empty; give "
+                f"every row the id of its series, or remove the row"
+            )
     times, where.is_datetime = _parse_times(where, df[time_col], time_col)
     columns = [*target, *covariates]
     numbers = np.stack([_numeric(where, df[c], c) for c in columns], axis=1)  # [N, C + K]
@@ -258,6 +291,19 @@ def _build(
     if where.is_datetime:
         times = times.view("datetime64[ns]")
     return Frame(path, tuple(ids), offsets, times, values, tuple(target), extra, tuple(covariates))
+
+
+def _refuse_unnamed(path: str, df: pd.DataFrame, target: list[str]) -> None:
+    """A column with an empty header cell (pandas names it 'Unnamed: i') is not made a series
+    unasked: it is nearly always the index pandas' to_csv writes by default (row numbers)."""
+    for name in target:
+        if re.fullmatch(r"Unnamed: \d+", name):
+            i = list(df.columns).index(name)
+            raise DataError(
+                f"{path}: column {i + 1} has no name in the header (read as {name!r}); an "
+                f"unnamed first column is usually a saved pandas index (to_csv(index=False) "
+                f"leaves it out). Remove it or name it, or list the series in data.target"
+            )
 
 
 def _as_list(columns: str | list[str] | None) -> list[str]:

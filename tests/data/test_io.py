@@ -201,3 +201,36 @@ def test_rows_test_part_must_hold_the_same_series(tmp_path):
     test = write(tmp_path, '"V1","V2"\n"H1","4"\n"H3","5"\n', "test.csv")
     message = refused(test, lambda p: read_rows(train, test_path=p))
     assert "missing ['H2'], unknown ['H3']" in message
+
+
+def test_an_empty_series_id_is_refused_not_shifted(tmp_path):
+    """pandas codes a missing id -1: read on, every later series would take its neighbour's id."""
+    text = "unique_id,ds,y\na,2020-01-01,1\na,2020-01-02,2\n,2020-01-03,3\nb,2020-01-01,4\n"
+    message = refused(write(tmp_path, text), read_long)
+    assert "column 'unique_id', data row 3 (line 4 of the file): the series id is empty" in message
+
+
+@pytest.mark.parametrize(("sep", "name"), [(";", "semicolon"), ("\t", "tab"), ("|", "'|'")])
+def test_a_file_with_another_separator_is_named_as_such(tmp_path, sep, name):
+    text = f"date{sep}a{sep}b\n2020-01-01{sep}1{sep}2\n2020-01-02{sep}3{sep}4\n"
+    message = refused(write(tmp_path, text))
+    assert f"{name}-separated, this reader takes commas" in message
+    assert f"sep={sep!r}" in message
+
+
+def test_a_row_with_extra_fields_is_a_data_error(tmp_path):
+    text = "date,a,b\n2020-01-01,1,2\n2020-01-02,1,2,3\n"
+    message = refused(write(tmp_path, text))
+    assert "Expected 3 columns, got 4" in message and "as many fields as the header" in message
+
+
+def test_a_saved_pandas_index_is_not_made_a_series(tmp_path):
+    path = tmp_path / "with_index.csv"
+    frame = pd.DataFrame({"date": pd.date_range("2020-01-01", periods=3, freq="D"), "a": [1, 2, 3]})
+    frame.to_csv(path)  # index=True: an unnamed first column of row numbers
+    message = refused(path)
+    assert "column 1 has no name in the header (read as 'Unnamed: 0')" in message
+    assert "to_csv(index=False)" in message
+    # asked for by name it is read like any column, and the rest are untouched
+    assert read_wide(path, target=["a", "Unnamed: 0"]).channels == ("a", "Unnamed: 0")
+    assert read_wide(path, target=["a"]).values[:, 0].tolist() == [1.0, 2.0, 3.0]
