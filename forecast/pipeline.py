@@ -42,6 +42,7 @@ def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> float:
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    refuse_unused_inputs(cfg)
     pl.seed_everything(cfg.seed, workers=True)
 
     datamodule = instantiate(cfg.data)
@@ -89,6 +90,20 @@ def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> float:
         export(cfg, datamodule, model, output_dir / "export")
     objective = metrics.get("val_mse", math.inf)
     return objective if math.isfinite(objective) else float("inf")
+
+
+def refuse_unused_inputs(cfg: DictConfig) -> None:
+    """Covariates and calendar features are served by the DataModule (batch keys x_cov,
+    x_mark, y_mark) but read by none of our forecasters: refuse them rather than train without
+    them while the config says otherwise."""
+    given = {key: cfg.data.get(key) for key in ("covariates", "calendar") if cfg.data.get(key)}
+    if given:
+        listed = ", ".join(f"data.{key}={list(value)}" for key, value in given.items())
+        raise ValueError(
+            f"{listed}: the recurrent forecasters (forecast.models) do not read covariates or "
+            f"calendar features yet, so this run would ignore them; remove the setting (the "
+            f"DataModule serves them as batch keys x_cov / x_mark / y_mark to a model of your own)"
+        )
 
 
 @contextlib.contextmanager

@@ -196,3 +196,18 @@ def test_deterministic_training_skips_only_the_nan_fill(tmp_path, restore_determ
     train(cfg, callbacks=[Look()])
     assert seen == [(True, False)] * 4
     assert torch.utils.deterministic.fill_uninitialized_memory
+
+
+@pytest.mark.parametrize("override", ["data.calendar=[hour,weekday]", "data.covariates=[HUFL]"])
+def test_covariates_and_calendar_are_refused_not_ignored(tmp_path, override):
+    """The DataModule serves them, our forecasters do not read them: asked for, they are refused
+    before anything trains."""
+    from hydra import compose, initialize_config_dir
+
+    from forecast.pipeline import train
+
+    with initialize_config_dir(str(conftest.ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[*SMALL, f"output_dir={tmp_path}", override])
+    with pytest.raises(ValueError, match="do not read covariates or calendar features yet"):
+        train(cfg)
+    assert not (tmp_path / "checkpoints").exists()
