@@ -48,6 +48,9 @@ class Frame:
     covariates: np.ndarray  # [N, K] float32 past covariates (K may be 0)
     covariate_names: tuple[str, ...] = ()  # [K]
     holdout: int = 0
+    # "UTC" where the file's timestamps carried a zone or offset: `times` are then UTC instants
+    # (naive datetime64), and what is written from them says so; None for naive or integer time
+    tz: str | None = None
 
     @property
     def n_series(self) -> int:
@@ -271,7 +274,7 @@ def _build(
                 f"{path}: column {id_col!r}, {where.row(row)}: the series id is empty; give "
                 f"every row the id of its series, or remove the row"
             )
-    times, where.is_datetime = _parse_times(where, df[time_col], time_col)
+    times, where.is_datetime, tz = _parse_times(where, df[time_col], time_col)
     columns = [*target, *covariates]
     numbers = np.stack([_numeric(where, df[c], c) for c in columns], axis=1)  # [N, C + K]
     codes, times, numbers, rows = group_and_order(where, time_col, ids, codes, times, numbers, sort)
@@ -290,7 +293,9 @@ def _build(
     extra = np.ascontiguousarray(numbers[:, len(target) :], dtype=np.float32)
     if where.is_datetime:
         times = times.view("datetime64[ns]")
-    return Frame(path, tuple(ids), offsets, times, values, tuple(target), extra, tuple(covariates))
+    return Frame(
+        path, tuple(ids), offsets, times, values, tuple(target), extra, tuple(covariates), tz=tz
+    )
 
 
 def _refuse_unnamed(path: str, df: pd.DataFrame, target: list[str]) -> None:
@@ -338,12 +343,17 @@ def _refuse_duplicate_ids(where: Where, ids: list[str], id_col: str) -> None:
         )
 
 
-def _parse_times(where: Where, column: pd.Series, name: str) -> tuple[np.ndarray, bool]:
-    """[N] int64: nanoseconds since the epoch (UTC for zoned times), or integer steps."""
+def _parse_times(where: Where, column: pd.Series, name: str) -> tuple[np.ndarray, bool, str | None]:
+    """[N] int64: nanoseconds since the epoch (UTC for zoned times), or integer steps; whether
+    they are times; "UTC" where the column carried a zone or offsets (see Frame.tz)."""
     if pd.api.types.is_integer_dtype(column.dtype):
-        return column.to_numpy(dtype=np.int64), False
-    times = pd.to_datetime(column, errors="coerce")
-    if getattr(times.dt, "tz", None) is not None:
+        return column.to_numpy(dtype=np.int64), False, None
+    try:
+        times = pd.to_datetime(column, errors="coerce")
+    except ValueError:  # offsets that change (daylight saving): one common zone, UTC
+        times = pd.to_datetime(column, errors="coerce", utc=True)
+    zoned = getattr(times.dt, "tz", None) is not None
+    if zoned:
         times = times.dt.tz_convert(None)
     bad = times.isna().to_numpy()
     if bad.any():
@@ -352,7 +362,7 @@ def _parse_times(where: Where, column: pd.Series, name: str) -> tuple[np.ndarray
             f"{where.path}: column {name!r}, {where.row(row)}: cannot parse "
             f"{column.iloc[row]!r} as a timestamp; fix or remove that value"
         )
-    return times.to_numpy(dtype="datetime64[ns]").view(np.int64), True
+    return times.to_numpy(dtype="datetime64[ns]").view(np.int64), True, "UTC" if zoned else None
 
 
 def _numeric(where: Where, column: pd.Series, name: str) -> np.ndarray:

@@ -234,3 +234,21 @@ def test_a_saved_pandas_index_is_not_made_a_series(tmp_path):
     # asked for by name it is read like any column, and the rest are untouched
     assert read_wide(path, target=["a", "Unnamed: 0"]).channels == ("a", "Unnamed: 0")
     assert read_wide(path, target=["a"]).values[:, 0].tolist() == [1.0, 2.0, 3.0]
+
+
+@pytest.mark.parametrize("format", ["csv", "parquet"])
+def test_zoned_timestamps_are_utc_instants_and_say_so(tmp_path, format):
+    """Offsets that change with daylight saving (Europe/Berlin, 26 March 2023) are one regular
+    hourly series of UTC instants; the frame records that its times are UTC."""
+    local = pd.date_range("2023-03-26 00:00", periods=4, freq="h", tz="Europe/Berlin")
+    table = pd.DataFrame({"date": local.astype(str), "y": [1.0, 2.0, 3.0, 4.0]})
+    path = tmp_path / f"zoned.{format}"
+    table.to_csv(path, index=False) if format == "csv" else table.to_parquet(path)
+    assert table["date"].str[-6:].tolist() == ["+01:00", "+01:00", "+02:00", "+02:00"]
+    frame = read_wide(path)
+    assert frame.tz == "UTC"
+    want = local.tz_convert("UTC").tz_localize(None).to_numpy()
+    assert (frame.times == want).all()
+    naive = tmp_path / "naive.csv"
+    table.assign(date=local.tz_localize(None).astype(str)).iloc[:2].to_csv(naive, index=False)
+    assert read_wide(naive).tz is None
