@@ -1,5 +1,9 @@
 """Forecast many files from an exported model:
 python predict.py model_dir=outputs/<run> input=<file, folder or glob> output=<folder>
+
+Exit status: 0 when every file is forecast or up to date, 1 when any file failed (each is
+reported with the reason), 2 when the run is refused before anything is forecast (a clear
+one-line message on stderr: no inputs, no model, the output is a file, outputs would clash).
 """
 
 import sys
@@ -15,19 +19,24 @@ register_resolvers()
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
-    from forecast.predict import BatchForecaster
+    from forecast.predict import BatchForecaster, PredictError
 
-    forecaster = BatchForecaster(
-        cfg.model_dir,
-        engine=cfg.engine,
-        batch_size=cfg.batch_size,
-        format=cfg.format,
-        overwrite=cfg.overwrite,
-        backtest=cfg.backtest,
-        n_windows=cfg.n_windows,
-        data_options=OmegaConf.to_container(cfg.data, resolve=True),
-    )
-    summary = forecaster.run(cfg.input, cfg.output)
+    try:
+        forecaster = BatchForecaster(
+            cfg.model_dir,
+            engine=cfg.engine,
+            batch_size=cfg.batch_size,
+            format=cfg.format,
+            overwrite=cfg.overwrite,
+            backtest=cfg.backtest,
+            n_windows=cfg.n_windows,
+            # null keys (conf/predict.yaml lists them all) keep the export's reading options
+            data_options=OmegaConf.to_container(cfg.data, resolve=True),
+        )
+        summary = forecaster.run(cfg.input, cfg.output)
+    except (PredictError, FileNotFoundError) as err:
+        print(f"predict.py: {err}", file=sys.stderr)
+        sys.exit(2)
     if summary.failed:
         sys.exit(1)
 

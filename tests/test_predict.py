@@ -1,6 +1,8 @@
 """Batch forecasting from exported models: shapes, timestamps, units, bad files, atomicity."""
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -10,6 +12,8 @@ import pandas as pd
 import pytest
 
 from forecast import predict as P
+from forecast.data.errors import DataError
+from forecast.data.io import Frame
 from forecast.metrics import smape
 from tests.conftest import ROOT, require_shared_data, run_script
 
@@ -166,19 +170,218 @@ def test_bad_files_are_reported_and_the_others_forecast(etth1_model, shared_data
     assert "bad_value.csv" in report and "'OT'" in report and "data row 151" in report
     assert "renamed.csv" in report and "column 'OT' not found" in report
     assert "short.csv" in report and "needs the last 96" in report
-    assert sorted(os.listdir(tmp_path / "out")) == ["good.forecast.csv"]  # no partial files
+    # no partial files: the good file's forecast and its record only
+    assert sorted(os.listdir(tmp_path / "out")) == ["good.forecast.csv", "good.forecast.csv.json"]
+
+
+def predict(*args, timeout=300):
+    """predict.py in a subprocess: (exit status, stdout + stderr)."""
+    result = subprocess.run(
+        [sys.executable, "predict.py", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return result.returncode, result.stdout + result.stderr
+
+
+def etth1_tail(shared_data, path, rows=200):
+    data = pd.read_csv(shared_data / "ETTh1.csv").iloc[-rows:]
+    data.to_csv(path, index=False)
+    return data
 
 
 def test_up_to_date_files_are_skipped_unless_overwrite(etth1_model, shared_data, tmp_path):
     source = tmp_path / "etth1.csv"
-    pd.read_csv(shared_data / "ETTh1.csv").iloc[-200:].to_csv(source, index=False)
+    etth1_tail(shared_data, source)
     assert quiet(etth1_model).run(source, tmp_path / "out").files == 1
+    record = json.loads((tmp_path / "out" / "etth1.forecast.csv.json").read_text())
+    assert record["input"]["path"] == str(source.resolve())
+    assert list(record["outputs"]) == ["etth1.forecast.csv"]
     again = quiet(etth1_model).run(source, tmp_path / "out")
     assert (again.files, again.skipped) == (0, 1)
     assert quiet(etth1_model, overwrite=True).run(source, tmp_path / "out").files == 1
     later = time.time() + 5
-    os.utime(source, (later, later))  # the input changed after its forecast
+    os.utime(source, (later, later))  # touched, the same content: still up to date
+    assert quiet(etth1_model).run(source, tmp_path / "out").skipped == 1
+    (tmp_path / "out" / "etth1.forecast.csv").unlink()  # a lost forecast is made again
     assert quiet(etth1_model).run(source, tmp_path / "out").files == 1
+
+
+def test_an_input_replaced_by_an_older_copy_is_forecast_again(etth1_model, shared_data, tmp_path):
+    """`cp -p` keeps the copy's old time: the forecast is newer, yet made from other data."""
+    source, other = tmp_path / "etth1.csv", tmp_path / "archive" / "etth1.csv"
+    etth1_tail(shared_data, source)
+    other.parent.mkdir()
+    data = pd.read_csv(source)
+    data["OT"] = data["OT"] * 2
+    data.to_csv(other, index=False)
+    os.utime(other, (time.time() - 86400, time.time() - 86400))
+    first = quiet(etth1_model).run(source, tmp_path / "out")
+    before = pd.read_csv(tmp_path / "out" / "etth1.forecast.csv")
+    shutil.copy2(other, source)  # cp -p
+    assert source.stat().st_mtime < (tmp_path / "out" / "etth1.forecast.csv").stat().st_mtime
+    again = quiet(etth1_model).run(source, tmp_path / "out")
+    assert (first.files, again.files, again.skipped) == (1, 1, 0)
+    after = pd.read_csv(tmp_path / "out" / "etth1.forecast.csv")
+    assert not np.allclose(before["y_hat"], after["y_hat"])
+
+
+def test_a_forecast_by_another_model_is_made_again(etth1_model, shared_data, tmp_path):
+    """Retrained in place (another horizon) or another run directory: not up to date."""
+    source = tmp_path / "etth1.csv"
+    etth1_tail(shared_data, source)
+    run = tmp_path / "run"
+    shutil.copytree(etth1_model / "export", run / "export")
+    out = tmp_path / "out"
+    assert quiet(run).run(source, out).files == 1
+    assert quiet(run).run(source, out).skipped == 1  # the same model and input
+    other = train(tmp_path / "other", "data.horizon=12")
+    redone = quiet(other).run(source, out)  # another model directory
+    assert (redone.files, redone.skipped) == (1, 0)
+    assert pd.read_csv(out / "etth1.forecast.csv")["step"].max() == 12
+    assert quiet(run).run(source, out).files == 1  # back to the first model: redone
+    assert pd.read_csv(out / "etth1.forecast.csv")["step"].max() == 24
+    shutil.rmtree(run / "export")
+    shutil.copytree(other / "export", run / "export")  # retrained into the same run directory
+    redone = quiet(run).run(source, out)
+    assert (redone.files, redone.skipped) == (1, 0)
+    assert pd.read_csv(out / "etth1.forecast.csv")["step"].max() == 12
+    assert quiet(run, engine="onnx").run(source, out).files == 1  # another engine
+
+
+def test_a_forecast_read_with_other_options_is_made_again(etth1_model, shared_data, tmp_path):
+    source, out = tmp_path / "etth1.csv", tmp_path / "out"
+    etth1_tail(shared_data, source)
+    assert quiet(etth1_model).run(source, out).files == 1
+    assert quiet(etth1_model, data_options={"fill": "error"}).run(source, out).skipped == 1
+    assert quiet(etth1_model, data_options={"fill": "ffill"}).run(source, out).files == 1
+    assert quiet(etth1_model, data_options={"fill": "ffill"}).run(source, out).skipped == 1
+    assert quiet(etth1_model).run(source, out).files == 1
+    with_backtest = quiet(etth1_model, backtest=True, n_windows=2).run(source, out)
+    assert with_backtest.files == 1 and (out / "etth1.backtest.csv").is_file()
+    assert quiet(etth1_model, backtest=True, n_windows=2).run(source, out).skipped == 1
+    assert quiet(etth1_model).run(source, out).skipped == 1  # a backtest was not asked for
+    assert quiet(etth1_model, backtest=True, n_windows=3).run(source, out).files == 1
+
+
+def test_inputs_that_would_write_the_same_forecast_are_refused(etth1_model, tmp_path):
+    for name in ("a/data.csv", "b/data.csv", "a/data.parquet", "a/other.csv"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("date,OT\n")
+    with pytest.raises(P.PredictError) as refused:
+        quiet(etth1_model).run(str(tmp_path / "**" / "*.*"), tmp_path / "out")
+    message = str(refused.value)
+    assert "data.forecast.csv" in message and "other" not in message
+    for name in ("a/data.csv", "b/data.csv", "a/data.parquet"):
+        assert str(tmp_path / name) in message
+    assert "separate output folders" in message
+    assert not (tmp_path / "out").exists()  # nothing was forecast
+    # a forecast that would overwrite an input
+    (tmp_path / "c").mkdir()
+    for name in ("other.csv", "other.forecast.csv"):
+        (tmp_path / "c" / name).write_text("date,OT\n")
+    with pytest.raises(P.PredictError, match="would overwrite the input"):
+        quiet(etth1_model).run(tmp_path / "c", tmp_path / "c")
+    assert sorted(os.listdir(tmp_path / "c")) == ["other.csv", "other.forecast.csv"]
+    code, report = predict(
+        f"model_dir={etth1_model}",
+        f"input={tmp_path}/**/*.*",
+        f"output={tmp_path / 'out'}",
+        f"hydra.run.dir={tmp_path / 'log'}",
+    )
+    assert code == 2
+    assert "Traceback" not in report and report.count("\n") == 1
+    assert str(tmp_path / "b" / "data.csv") in report
+
+
+def test_an_output_that_is_a_file_is_refused(etth1_model, shared_data, tmp_path):
+    source, out = tmp_path / "etth1.csv", tmp_path / "forecasts"
+    etth1_tail(shared_data, source)
+    out.write_text("keep me")
+    with pytest.raises(P.PredictError, match=f"output={out} is a file, not a folder"):
+        quiet(etth1_model).run(source, out)
+    assert out.read_text() == "keep me"
+
+
+def test_reading_options_are_set_on_the_command_line(etth1_model, shared_data, tmp_path):
+    source = tmp_path / "gappy.csv"
+    data = etth1_tail(shared_data, source)
+    data.loc[data.index[150], "OT"] = np.nan
+    data.to_csv(source, index=False)
+    common = [
+        f"model_dir={etth1_model}",
+        f"input={source}",
+        f"output={tmp_path / 'out'}",
+        f"hydra.run.dir={tmp_path / 'log'}",
+    ]
+    code, report = predict(*common)
+    assert code == 1 and "gappy.csv" in report and "'OT'" in report
+    code, report = predict(*common, "data.fill=ffill")
+    assert code == 0, report
+    out = pd.read_csv(tmp_path / "out" / "gappy.forecast.csv")
+    assert len(out) == 24 * 7 and out["y_hat"].notna().all()
+    code, report = predict(*common, "data.fil=ffill")  # a typo is not silently ignored
+    assert code != 0 and "fil" in report
+
+
+def test_the_config_lists_every_reading_option():
+    from omegaconf import OmegaConf
+
+    data = OmegaConf.load(ROOT / "conf" / "predict.yaml").data
+    assert sorted(data) == sorted(P.READ_KEYS)
+    assert all(value is None for value in data.values())
+
+
+def test_unknown_reading_options_are_refused(etth1_model):
+    with pytest.raises(P.PredictError, match="data.lookback is not a reading option"):
+        quiet(etth1_model, data_options={"lookback": 48, "fill": None})
+
+
+def test_a_file_at_another_frequency_is_refused(etth1_model, shared_data, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    data = etth1_tail(shared_data, inputs / "hourly.csv")
+    daily = data.assign(date=pd.date_range("2020-01-01", periods=len(data), freq="D"))
+    daily.to_csv(inputs / "daily.csv", index=False)
+    summary = quiet(etth1_model).run(inputs, tmp_path / "out")
+    assert summary.files == 1 and list(summary.failed) == [str(inputs / "daily.csv")]
+    message = summary.failed[str(inputs / "daily.csv")]
+    assert "by 24h" in message and "every 1h" in message and "resample" in message
+    assert sorted(os.listdir(tmp_path / "out")) == [
+        "hourly.forecast.csv",
+        "hourly.forecast.csv.json",
+    ]
+    # an export from before the frequency was recorded: not checked
+    old = tmp_path / "old"
+    shutil.copytree(etth1_model / "export", old)
+    meta = json.loads((old / "meta.json").read_text())
+    del meta["frequency"]
+    (old / "meta.json").write_text(json.dumps(meta))
+    assert quiet(old).run(inputs / "daily.csv", tmp_path / "old_out").files == 1
+
+
+def frame(times, offsets):
+    times = np.asarray(times)
+    values = np.zeros((len(times), 1), dtype=np.float32)
+    ids = tuple(f"s{i}" for i in range(len(offsets) - 1))
+    empty = np.zeros((len(times), 0), dtype=np.float32)
+    return Frame("x.csv", ids, np.asarray(offsets), times, values, ("y",), empty)
+
+
+def test_check_frequency_compares_steps_not_strings():
+    hourly = pd.date_range("2020-01-01", periods=4, freq="60min").to_numpy()
+    P.check_frequency(frame(hourly, [0, 4]), "h")
+    P.check_frequency(frame(hourly, [0, 4]), "60min")
+    with pytest.raises(DataError, match="the series steps by 1h.*every 15min"):
+        P.check_frequency(frame(hourly, [0, 4]), "15min")
+    steps = np.array([0, 2, 4, 0, 1, 2], dtype=np.int64)  # s0 steps by 2, s1 by 1
+    P.check_frequency(frame(steps[:3], [0, 3]), 2)
+    with pytest.raises(DataError, match="series 's1' steps by 1 .*every 2 "):
+        P.check_frequency(frame(steps, [0, 3, 6]), 2)
+    P.check_frequency(frame(steps, [0, 3, 6]), None)  # old exports: no frequency, no check
+    P.check_frequency(frame(steps[:3], [0, 3]), "h")  # integer time has no unit to compare
 
 
 def test_backtest_lines_up_forecasts_with_the_truth(etth1_model, shared_data, tmp_path):
@@ -204,3 +407,22 @@ def test_an_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         P.write_table(pd.DataFrame({"a": [1]}), tmp_path / "x.forecast.csv", "csv")
     assert os.listdir(tmp_path) == []
+
+
+def test_zoned_input_is_forecast_in_labelled_utc(etth1_model, shared_data, tmp_path):
+    """Times with an offset are read as UTC instants; the forecasts say +00:00 rather than
+    passing UTC off as the file's local time (a naive label an hour behind here)."""
+    rows = pd.read_csv(shared_data / "ETTh1.csv").tail(200)
+    local = pd.DatetimeIndex(rows["date"]).tz_localize("Etc/GMT-1")  # UTC+01:00, no DST
+    rows["date"] = local.astype(str)
+    assert rows["date"].iloc[-1].endswith("+01:00")
+    (tmp_path / "in").mkdir()
+    rows.to_csv(tmp_path / "in" / "zoned.csv", index=False)
+    quiet(etth1_model, backtest=True, n_windows=2).run(tmp_path / "in", tmp_path / "out")
+    out = pd.read_csv(tmp_path / "out" / "zoned.forecast.csv")
+    ds = pd.to_datetime(out[out["unique_id"] == "OT"]["ds"])
+    assert str(ds.dt.tz) == "UTC" and out["ds"].iloc[0].endswith("+00:00")
+    first = local[-1].tz_convert("UTC") + pd.Timedelta(hours=1)
+    assert ds.iloc[0] == first and len(ds) == 24
+    back = pd.read_csv(tmp_path / "out" / "zoned.backtest.csv")
+    assert back["ds"].str.endswith("+00:00").all() and back["origin"].str.endswith("+00:00").all()
