@@ -171,11 +171,15 @@ def export(cfg: DictConfig, datamodule, model, out_dir: Path) -> None:
 
 
 def frequency(datamodule) -> str | int | None:
-    """The step between rows of the first series: an offset alias ('h') or an integer."""
-    times = datamodule.frame.times
-    if len(times) < 2:
+    """The step between the first two rows of the first series that has two: an offset alias
+    ('h') or an integer; None when no series has two rows."""
+    frame = datamodule.frame
+    longer = np.flatnonzero(frame.lengths >= 2)
+    if not len(longer):
         return None
-    step = times[1] - times[0]
+    first = frame.offsets[longer[0]]
+    times = frame.times
+    step = times[first + 1] - times[first]
     if np.issubdtype(times.dtype, np.datetime64):
         return pd.tseries.frequencies.to_offset(pd.Timedelta(step)).freqstr
     return int(step)

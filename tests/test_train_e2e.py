@@ -211,3 +211,21 @@ def test_covariates_and_calendar_are_refused_not_ignored(tmp_path, override):
     with pytest.raises(ValueError, match="do not read covariates or calendar features yet"):
         train(cfg)
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_the_recorded_frequency_skips_a_first_series_of_one_row():
+    """frequency() is the step within a series: a one-row first series has none, and the step
+    from its row to the next series' first row is no step at all."""
+    from types import SimpleNamespace
+
+    from forecast.pipeline import frequency
+
+    times = np.array(
+        ["2020-01-05T00", "2019-01-01T00", "2019-01-01T01", "2019-01-01T02"], "datetime64[ns]"
+    )
+    frame = SimpleNamespace(times=times, offsets=np.array([0, 1, 4]), lengths=np.array([1, 3]))
+    assert frequency(SimpleNamespace(frame=frame)) == "h"
+    one_row_each = SimpleNamespace(
+        times=times[:2], offsets=np.array([0, 1, 2]), lengths=np.array([1, 1])
+    )
+    assert frequency(SimpleNamespace(frame=one_row_each)) is None
