@@ -181,7 +181,10 @@ def frequency(datamodule) -> str | int | None:
     times = frame.times
     step = times[first + 1] - times[first]
     if np.issubdtype(times.dtype, np.datetime64):
-        return pd.tseries.frequencies.to_offset(pd.Timedelta(step)).freqstr
+        step = pd.Timedelta(step)
+        if step >= pd.Timedelta(days=1) and step % pd.Timedelta(days=1) == pd.Timedelta(0):
+            return f"{step.days}D" if step.days > 1 else "D"  # pandas would say "24h"
+        return pd.tseries.frequencies.to_offset(step).freqstr
     return int(step)
 
 

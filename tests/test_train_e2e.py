@@ -5,6 +5,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -229,3 +230,9 @@ def test_the_recorded_frequency_skips_a_first_series_of_one_row():
         times=times[:2], offsets=np.array([0, 1, 2]), lengths=np.array([1, 1])
     )
     assert frequency(SimpleNamespace(frame=one_row_each)) is None
+    for step, alias in (("15min", "15min"), ("1D", "D"), ("7D", "7D"), ("36h", "36h")):
+        start = pd.Timestamp("2020-01-01")
+        stepped = pd.DatetimeIndex([start, start + pd.Timedelta(step)]).to_numpy()
+        two = SimpleNamespace(times=stepped, offsets=np.array([0, 2]), lengths=np.array([2]))
+        assert frequency(SimpleNamespace(frame=two)) == alias
+        assert pd.Timedelta(pd.tseries.frequencies.to_offset(alias)) == pd.Timedelta(step)
