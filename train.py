@@ -1,4 +1,10 @@
-"""Train, evaluate and export a forecaster: python train.py [model=lstmp] [data.horizon=192] ..."""
+"""Train, evaluate and export a forecaster: python train.py [model=lstmp] [data.horizon=192] ...
+
+Exit status 2 with a one-line message (no traceback) when the data cannot be used: the message
+names the file, column and row, and the fix.
+"""
+
+import sys
 
 import hydra
 from omegaconf import DictConfig
@@ -11,9 +17,14 @@ register_resolvers()
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
+    from forecast.data.errors import DataError
     from forecast.pipeline import train
 
-    return train(cfg)
+    try:
+        return train(cfg)
+    except DataError as err:
+        print(f"train.py: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 import csv
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -236,3 +238,20 @@ def test_the_recorded_frequency_skips_a_first_series_of_one_row():
         two = SimpleNamespace(times=stepped, offsets=np.array([0, 2]), lengths=np.array([2]))
         assert frequency(SimpleNamespace(frame=two)) == alias
         assert pd.Timedelta(pd.tseries.frequencies.to_offset(alias)) == pd.Timedelta(step)
+
+
+def test_bad_data_is_one_line_and_exit_status_2(tmp_path):
+    """A user's messy file: the reader's message (file, column, row, fix), not a traceback."""
+    bad = tmp_path / "bad.csv"
+    bad.write_text("date,y\n2020-01-01 00:00,1\n2020-01-01 01:00,oops\n")
+    result = subprocess.run(
+        [sys.executable, "train.py", f"hydra.run.dir={tmp_path / 'run'}", "data=csv"]
+        + [f"data.path={bad}", "data.lookback=1", "data.horizon=1"],
+        cwd=conftest.ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert f"train.py: {bad}: column 'y', data row 2 (line 3 of the file)" in result.stderr
