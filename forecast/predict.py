@@ -31,6 +31,7 @@ trained on timestamps (or the reverse), which have no common unit.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import hashlib
 import json
@@ -64,6 +65,7 @@ READ_KEYS = (
     "freq",
     "fill",
     "sort",
+    "short",
 )
 RECORD_VERSION = 1
 
@@ -81,11 +83,13 @@ class Summary:
     forecasts: int = 0
     seconds: float = 0.0
     failed: dict[str, str] = field(default_factory=dict)
+    short: int = 0  # series left out as shorter than the look-back (data.short=skip)
 
     def __str__(self) -> str:
+        left_out = f", {self.short} too short and left out" if self.short else ""
         return (
             f"{self.files} files forecast, {self.skipped} up to date, {len(self.failed)} failed; "
-            f"{self.series} series, {self.forecasts} forecasts in {self.seconds:.1f} s"
+            f"{self.series} series{left_out}, {self.forecasts} forecasts in {self.seconds:.1f} s"
         )
 
 
@@ -185,6 +189,7 @@ def reading_options(data: dict) -> dict:
     """The options that decide how a file is read, with their defaults: those of its layout."""
     layout = data.get("layout", "wide")
     options = {"layout": layout, "format": data.get("format"), "fill": data.get("fill", "error")}
+    options["short"] = data.get("short", "error")
     if layout == "rows":
         options["id_col_rows"] = data.get("id_col_rows")
         return options
@@ -276,11 +281,29 @@ def last_windows(frame: Frame, channels: list[str], lookback: int) -> np.ndarray
         raise DataError(
             f"{frame.path}: series {frame.ids[first]!r} has {lengths[first]} rows, the model "
             f"needs the last {lookback} (its look-back); {len(short)} series are that short. "
-            f"Give at least {lookback} rows per series"
+            f"Give at least {lookback} rows per series, or set data.short=skip to leave them out"
         )
     ends = frame.offsets[1:]
     rows = ends[:, None] - lookback + np.arange(lookback)  # [S, lookback]
     return frame.values[rows]
+
+
+def without_short(frame: Frame, lookback: int) -> tuple[Frame, list[str]]:
+    """`frame` without the series shorter than `lookback` rows (data.short=skip), and their ids."""
+    keep = frame.lengths >= lookback
+    if keep.all():
+        return frame, []
+    rows = np.repeat(keep, frame.lengths)
+    offsets = np.concatenate([[0], np.cumsum(frame.lengths[keep])]).astype(np.int64)
+    kept = dataclasses.replace(
+        frame,
+        ids=tuple(i for i, k in zip(frame.ids, keep, strict=True) if k),
+        offsets=offsets,
+        times=frame.times[rows],
+        values=np.ascontiguousarray(frame.values[rows]),
+        covariates=np.ascontiguousarray(frame.covariates[rows]),
+    )
+    return kept, [i for i, k in zip(frame.ids, keep, strict=True) if not k]
 
 
 def future_times(frame: Frame, horizon: int) -> np.ndarray:
@@ -603,6 +626,22 @@ class BatchForecaster:
                 source = input_identity(path)
                 frame = read_input(path, self.data, self.meta["channels"])
                 check_frequency(frame, self.meta.get("frequency"))
+                if self.data.get("short", "error") == "skip":
+                    frame, dropped = without_short(frame, self.model.lookback)
+                    if dropped and not frame.n_series:
+                        raise DataError(
+                            f"{path}: every series is shorter than the model's look-back "
+                            f"({self.model.lookback} rows); nothing to forecast"
+                        )
+                    if dropped:
+                        summary.short += len(dropped)
+                        names = ", ".join(map(str, dropped[:10])) + (
+                            " ..." if len(dropped) > 10 else ""
+                        )
+                        self.log(
+                            f"{path}: {len(dropped)} series shorter than the look-back "
+                            f"({self.model.lookback} rows) left out (data.short=skip): {names}"
+                        )
                 windows = last_windows(frame, self.meta["channels"], self.model.lookback)
             except (DataError, OSError, ValueError) as err:
                 summary.failed[str(path)] = str(err)

@@ -426,3 +426,27 @@ def test_zoned_input_is_forecast_in_labelled_utc(etth1_model, shared_data, tmp_p
     assert ds.iloc[0] == first and len(ds) == 24
     back = pd.read_csv(tmp_path / "out" / "zoned.backtest.csv")
     assert back["ds"].str.endswith("+00:00").all() and back["origin"].str.endswith("+00:00").all()
+
+
+def test_short_series_are_left_out_by_name_only_when_asked(m4_model, shared_data, tmp_path):
+    """One 20-value series among long ones fails the whole file, unless data.short=skip: then
+    the others are forecast and the short one is named in the log and counted."""
+    rows = pd.read_csv(shared_data / "M4-Hourly-train.csv", index_col=0).iloc[:3]
+    tiny = pd.DataFrame(
+        [[float(v) for v in range(1, 21)]], index=["tiny"], columns=rows.columns[:20]
+    )
+    pd.concat([rows, tiny]).to_csv(tmp_path / "four.csv")
+    summary = quiet(m4_model).run(tmp_path / "four.csv", tmp_path / "strict")
+    assert (
+        summary.files == 0
+        and "series 'tiny' has 20 rows" in summary.failed[str(tmp_path / "four.csv")]
+    )
+    assert "data.short=skip" in summary.failed[str(tmp_path / "four.csv")]
+    said = []
+    skipping = P.BatchForecaster(m4_model, data_options={"short": "skip"}, log=said.append)
+    summary = skipping.run(tmp_path / "four.csv", tmp_path / "out")
+    assert (summary.files, summary.series, summary.short) == (1, 3, 1)
+    out = pd.read_csv(tmp_path / "out" / "four.forecast.csv")
+    assert sorted(out["unique_id"].unique()) == sorted(rows.index)
+    assert any("1 series shorter than the look-back" in s and "tiny" in s for s in said), said
+    assert "1 too short and left out" in str(summary)
