@@ -174,6 +174,8 @@ def frequency(datamodule) -> str | int | None:
     """The step between the first two rows of the first series that has two: an offset alias
     ('h') or an integer; None when no series has two rows."""
     frame = datamodule.frame
+    if getattr(frame, "calendar", None) is not None:  # months, quarters, business days
+        return frame.calendar
     longer = np.flatnonzero(frame.lengths >= 2)
     if not len(longer):
         return None

@@ -234,6 +234,17 @@ def model_step(frequency) -> pd.Timedelta | int | None:
     return step if step > pd.Timedelta(0) else None
 
 
+def _is_calendar(frequency) -> bool:
+    """True for a calendar frequency (MS, QS-JAN, B, ...), False for a fixed step or none."""
+    if not isinstance(frequency, str):
+        return False
+    try:
+        offset = pd.tseries.frequencies.to_offset(frequency)
+    except (ValueError, TypeError):
+        return False
+    return not isinstance(offset, pd.offsets.Tick)
+
+
 def describe_step(step) -> str:
     if isinstance(step, (pd.Timedelta, np.timedelta64)):
         alias = pd.tseries.frequencies.to_offset(pd.Timedelta(step)).freqstr
@@ -243,6 +254,22 @@ def describe_step(step) -> str:
 
 def check_frequency(frame: Frame, frequency) -> None:
     """Refuse a file whose series step differs from the model's (meta.json "frequency")."""
+    trained_calendar = _is_calendar(frequency)
+    if trained_calendar or frame.calendar is not None:
+        if trained_calendar and frame.calendar is not None:
+            same = pd.date_range("2000-01-01", periods=3, freq=frequency).equals(
+                pd.date_range("2000-01-01", periods=3, freq=frame.calendar)
+            )
+        else:
+            same = False
+        if not same and frequency is not None:
+            raise DataError(
+                f"{frame.path}: the series follow the {frame.calendar or 'fixed-step'} "
+                f"calendar, the model was trained on data at {frequency!r} (meta.json "
+                f"frequency); give the file at the model's frequency, or forecast it with a "
+                f"model trained at the file's"
+            )
+        return
     expected = model_step(frequency)
     if expected is None:
         return
@@ -310,6 +337,12 @@ def future_times(frame: Frame, horizon: int) -> np.ndarray:
     """The `horizon` timestamps (or integer steps) after each series' last row: [S, horizon]."""
     ends = frame.offsets[1:] - 1
     last = frame.times[ends]
+    if frame.calendar is not None:  # months, quarters, business days: not a fixed span
+        following = {}
+        for t in np.unique(last):  # series mostly end on few dates: one range per date
+            dates = pd.date_range(pd.Timestamp(t), periods=horizon + 1, freq=frame.calendar)
+            following[t] = dates[1:].to_numpy()
+        return np.stack([following[t] for t in last])
     if len(frame.times) < 2:
         raise DataError(f"{frame.path}: one row is not enough to infer the series' frequency")
     steps = np.where(

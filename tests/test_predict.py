@@ -450,3 +450,34 @@ def test_short_series_are_left_out_by_name_only_when_asked(m4_model, shared_data
     assert sorted(out["unique_id"].unique()) == sorted(rows.index)
     assert any("1 series shorter than the look-back" in s and "tiny" in s for s in said), said
     assert "1 too short and left out" in str(summary)
+
+
+def test_monthly_data_trains_and_forecasts_the_next_month_starts(tmp_path):
+    """A calendar frequency end to end: train.py on month-start data records 'MS', and
+    predict.py continues each series by calendar months (not by 31-day steps)."""
+    dates = pd.date_range("2005-01-01", periods=240, freq="MS")
+    season = np.sin(2 * np.pi * np.arange(240) / 12)
+    data = pd.DataFrame({"month": dates.strftime("%Y-%m-%d"), "sales": 100 + 10 * season})
+    data.to_csv(tmp_path / "sales.csv", index=False)
+    run = train(
+        tmp_path / "run",
+        "data=csv",
+        f"data.path={tmp_path / 'sales.csv'}",
+        "data.time_col=month",
+        "data.lookback=24",
+        "data.horizon=6",
+        "model.segment_len=6",
+        "data.batch_size=16",
+    )
+    assert json.loads((run / "export" / "meta.json").read_text())["frequency"] == "MS"
+    (tmp_path / "in").mkdir()
+    data.iloc[:-5].to_csv(tmp_path / "in" / "sales.csv", index=False)  # ends 2024-07-01
+    quiet(run).run(tmp_path / "in", tmp_path / "out")
+    out = pd.read_csv(tmp_path / "out" / "sales.forecast.csv")
+    want = pd.date_range("2024-08-01", periods=6, freq="MS")
+    assert pd.DatetimeIndex(out["ds"]).equals(want), out["ds"].tolist()
+    # an hourly file is not forecast by a monthly model
+    hourly = data.assign(month=pd.date_range("2024-01-01", periods=240, freq="h").astype(str))
+    hourly.to_csv(tmp_path / "in" / "sales.csv", index=False)
+    summary = quiet(run, overwrite=True).run(tmp_path / "in", tmp_path / "out")
+    assert "trained on data at 'MS'" in summary.failed[str(tmp_path / "in" / "sales.csv")]

@@ -51,6 +51,9 @@ class Frame:
     # "UTC" where the file's timestamps carried a zone or offset: `times` are then UTC instants
     # (naive datetime64), and what is written from them says so; None for naive or integer time
     tz: str | None = None
+    # a calendar frequency ("MS", "ME", "QS-JAN", "B", ...) where the steps are calendar units
+    # rather than one fixed span; None for a fixed step (hourly, daily, integer time, ...)
+    calendar: str | None = None
 
     @property
     def n_series(self) -> int:
@@ -67,6 +70,9 @@ class Where:
 
     path: str
     is_datetime: bool = True  # how to print a time: a timestamp or an integer step
+    # on a calendar frequency, times are positions on this grid of timestamps (see _calendar)
+    grid: pd.DatetimeIndex | None = None
+    calendar: str | None = None
 
     @property
     def is_csv(self) -> bool:
@@ -280,9 +286,14 @@ def _build(
     codes, times, numbers, rows = group_and_order(where, time_col, ids, codes, times, numbers, sort)
     starts = np.flatnonzero(codes[1:] != codes[:-1]) + 1  # where a new series begins
     offsets = np.concatenate([[0], starts, [len(codes)]]).astype(np.int64)
+    calendar = _calendar(where, time_col, ids, times, rows, offsets, freq)
+    if calendar is not None:  # from here on, times are positions on the calendar's grid
+        times, freq = calendar, 1
     times, numbers, rows, offsets = regularise(
         where, time_col, ids, times, numbers, rows, offsets, freq, fill
     )
+    if where.grid is not None:
+        times = where.grid.asi8[times]
 
     def locate(i: int, j: int) -> str:
         series = f" (series {ids[np.searchsorted(offsets, i, 'right') - 1]!r})" if id_col else ""
@@ -294,8 +305,86 @@ def _build(
     if where.is_datetime:
         times = times.view("datetime64[ns]")
     return Frame(
-        path, tuple(ids), offsets, times, values, tuple(target), extra, tuple(covariates), tz=tz
+        path,
+        tuple(ids),
+        offsets,
+        times,
+        values,
+        tuple(target),
+        extra,
+        tuple(covariates),
+        tz=tz,
+        calendar=where.calendar,
     )
+
+
+def _calendar(where, time_col, ids, times, rows, offsets, freq) -> np.ndarray | None:
+    """Positions [N] of `times` on a calendar grid, where the series step by calendar units
+    (months, quarters, years, business days), or None where a fixed step (or none) applies.
+
+    The calendar is `freq` where it names one (data.freq=MS), else the one pandas infers from
+    the first series, tried only when the steps are not all equal. Every timestamp must be a
+    date of that calendar (a month start for MS, ...): the grid runs from the earliest to the
+    latest timestamp, and a timestamp not on it is refused.
+    """
+    if not where.is_datetime or len(times) < 2:
+        return None
+    if freq is not None:
+        offset = _offset(freq)
+        if offset is None or isinstance(offset, pd.offsets.Tick):
+            return None  # a fixed step: regularise checks it
+    else:
+        steps = np.diff(times)
+        steps[offsets[1:-1] - 1] = 0
+        steps = steps[steps > 0]
+        if not len(steps) or (steps == steps[0]).all():
+            return None
+        offset = _inferred_calendar(times, offsets)
+        if offset is None:
+            return None  # regularise says what is wrong with the steps
+    alias = offset.freqstr
+    grid = pd.date_range(
+        pd.Timestamp(int(times.min())), pd.Timestamp(int(times.max())), freq=offset
+    )
+    position = np.searchsorted(grid.asi8, times)
+    inside = np.minimum(position, len(grid) - 1)
+    off_grid = (position >= len(grid)) | (grid.asi8[inside] != times)
+    if off_grid.any():
+        i = int(np.argmax(off_grid))
+        series = (
+            f" (series {ids[np.searchsorted(offsets, i, 'right') - 1]!r})" if len(ids) > 1 else ""
+        )
+        raise DataError(
+            f"{where.path}: column {time_col!r}, {where.row(int(rows[i]))}{series}: timestamp "
+            f"{pd.Timestamp(int(times[i]))} is not a date of the {alias} calendar the others "
+            f"follow; fix it, or set data.freq to the data's frequency"
+        )
+    where.grid, where.calendar = grid, alias
+    return position.astype(np.int64)
+
+
+def _offset(freq):
+    try:
+        return pd.tseries.frequencies.to_offset(freq)
+    except (ValueError, TypeError):
+        return None
+
+
+def _inferred_calendar(times, offsets):
+    """The calendar pandas infers from the first rows of the first series with three rows or
+    more, if it is one (not a fixed step). A gap among those rows defeats inference: shorter
+    runs of first rows are tried then, down to three (the grid check sees the rest)."""
+    lengths = np.diff(offsets)
+    longer = np.flatnonzero(lengths >= 3)
+    if not len(longer):
+        return None
+    start, length = offsets[longer[0]], lengths[longer[0]]
+    for n in (100, 30, 10, 7, 5, 3):
+        guess = pd.infer_freq(pd.DatetimeIndex(times[start : start + min(n, length)]))
+        if guess is not None:
+            offset = _offset(guess)
+            return None if offset is None or isinstance(offset, pd.offsets.Tick) else offset
+    return None
 
 
 def _refuse_unnamed(path: str, df: pd.DataFrame, target: list[str]) -> None:

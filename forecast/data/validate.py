@@ -79,7 +79,8 @@ def regularise(where, time_col, ids, times, numbers, rows, offsets, freq, fill):
             f"{where.path}: column {time_col!r}, {where.row(int(rows[i]))}"
             f"{_series_at(ids, offsets, i)}: timestamp {_time(where, times[i])} is not a whole "
             f"number of steps ({_span(where, step)}) after {_time(where, times[i - 1])}; "
-            f"resample the file to a regular step, or set data.freq to its step"
+            f"resample the file to a regular step, or set data.freq to its step (a fixed one "
+            f"such as h or D, or a calendar one such as MS, ME, QS or B)"
         )
     gaps = steps > step
     if fill == "error":
@@ -178,22 +179,27 @@ def _step(where, time_col, steps, freq) -> int:
 
 
 def _freq_step(where, time_col, freq) -> int:
-    if not where.is_datetime:
+    if not where.is_datetime or getattr(where, "grid", None) is not None:
         return int(freq)
     try:
         return int(pd.Timedelta(pd.tseries.frequencies.to_offset(freq)).value)
     except (ValueError, TypeError) as err:
         raise DataError(
-            f"{where.path}: column {time_col!r}: data.freq={freq!r} is not a fixed step; give "
-            f"one such as h, 15min or D"
+            f"{where.path}: column {time_col!r}: data.freq={freq!r} is not a frequency pandas "
+            f"knows; give a fixed step such as h, 15min or D, or a calendar one such as MS, ME, "
+            f"QS or B"
         ) from err
 
 
 def _time(where, t) -> str:
+    if getattr(where, "grid", None) is not None:  # a position on a calendar grid
+        return str(where.grid[int(t)])
     return str(pd.Timestamp(int(t))) if where.is_datetime else str(int(t))
 
 
 def _span(where, step) -> str:
+    if getattr(where, "grid", None) is not None:
+        return f"{int(step)} x {where.calendar}"
     return str(pd.Timedelta(int(step))) if where.is_datetime else str(step)
 
 

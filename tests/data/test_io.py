@@ -56,7 +56,8 @@ def test_reads_channels_in_file_order(tmp_path):
             {},
             r"'date', data row 3 .*not a whole number of steps.*resample",
         ),
-        ("date,y\n2020-01-01,1\n2020-01-02,2\n", {"freq": "MS"}, "not a fixed step"),
+        ("date,y\n2020-01-01,1\n2020-01-02,2\n", {"freq": "MS"}, "not a date of the MS calendar"),
+        ("date,y\n2020-01-01,1\n2020-01-02,2\n", {"freq": "fortnightly"}, "not a frequency pandas"),
     ],
 )
 def test_bad_wide_input_names_file_column_and_row(tmp_path, text, kwargs, pattern):
@@ -252,3 +253,59 @@ def test_zoned_timestamps_are_utc_instants_and_say_so(tmp_path, format):
     naive = tmp_path / "naive.csv"
     table.assign(date=local.tz_localize(None).astype(str)).iloc[:2].to_csv(naive, index=False)
     assert read_wide(naive).tz is None
+
+
+def monthly(tmp_path, dates, name="monthly.csv"):
+    values = np.arange(1.0, len(dates) + 1)
+    path = tmp_path / name
+    pd.DataFrame({"date": dates, "y": values}).to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("freq", "periods"), [("MS", 30), ("ME", 30), ("QS", 12), ("YS", 6), ("B", 40)]
+)
+def test_calendar_frequencies_are_inferred_and_kept(tmp_path, freq, periods):
+    """Months, quarters, years and business days step by calendar units, not one fixed span:
+    inferred, kept as Frame.calendar, the timestamps unchanged; data.freq names one as well."""
+    dates = pd.date_range("2019-01-01", periods=periods, freq=freq)
+    path = monthly(tmp_path, dates.strftime("%Y-%m-%d"))
+    frame = read_wide(path)
+    assert pd.tseries.frequencies.to_offset(frame.calendar) == pd.tseries.frequencies.to_offset(
+        pd.infer_freq(dates)
+    )
+    assert (frame.times == dates.to_numpy()).all() and frame.values[:, 0].tolist()[-1] == periods
+    assert read_wide(path, freq=freq).calendar is not None
+
+
+def test_a_missing_month_is_named_and_can_be_filled(tmp_path):
+    dates = pd.date_range("2019-01-01", periods=24, freq="MS").delete(5)  # no 2019-06-01
+    path = monthly(tmp_path, dates.strftime("%Y-%m-%d"))
+    message = refused(path)
+    assert "1 timestamps are missing between 2019-05-01 00:00:00 and 2019-07-01" in message
+    assert "(step 1 x MS)" in message
+    with pytest.warns(UserWarning, match="1 missing timestamps"):
+        frame = read_wide(path, fill="ffill")
+    assert (frame.times == pd.date_range("2019-01-01", periods=24, freq="MS").to_numpy()).all()
+    assert frame.values[5, 0] == frame.values[4, 0]  # the added month, filled forward
+
+
+def test_a_date_off_the_calendar_is_refused(tmp_path):
+    dates = pd.date_range("2019-01-01", periods=24, freq="MS").strftime("%Y-%m-%d").tolist()
+    dates[10] = "2019-11-15"
+    message = refused(monthly(tmp_path, dates), freq="MS")
+    assert "data row 11 (line 12 of the file): timestamp 2019-11-15" in message
+    assert "not a date of the MS calendar" in message
+
+
+def test_long_series_on_a_calendar_each_keep_their_own_span(tmp_path):
+    a = pd.date_range("2015-01-01", periods=20, freq="MS")
+    b = pd.date_range("2018-06-01", periods=12, freq="MS")
+    long = pd.DataFrame(
+        {"unique_id": ["a"] * 20 + ["b"] * 12, "ds": a.append(b), "y": np.arange(32.0)}
+    )
+    path = tmp_path / "long.csv"
+    long.to_csv(path, index=False)
+    frame = read_long(path)
+    assert frame.calendar == "MS" and frame.offsets.tolist() == [0, 20, 32]
+    assert (frame.times == a.append(b).to_numpy()).all()
