@@ -28,6 +28,7 @@ from pytorch_lightning.callbacks import ProgressBar
 from forecast.atomic import write_text as write_atomic
 from forecast.callbacks import RNGStateCheckpoint
 from forecast.config import register_resolvers
+from forecast.data.validate import fixed_step
 from forecast.export import export_bundle
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,12 @@ def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> float:
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     mean, scale = scaler_table(datamodule)
-    model = instantiate(cfg.model, n_channels=datamodule.n_channels, scaler_shape=list(mean.shape))
+    model = instantiate(
+        cfg.model,
+        n_channels=datamodule.n_channels,
+        scaler_shape=list(mean.shape),
+        season=resolve_season(cfg.model.get("season"), datamodule),
+    )
     model.set_scaler(mean, scale)
     trainer = instantiate(
         cfg.trainer,
@@ -188,6 +194,34 @@ def frequency(datamodule) -> str | int | None:
             return f"{step.days}D" if step.days > 1 else "D"  # pandas would say "24h"
         return pd.tseries.frequencies.to_offset(step).freqstr
     return int(step)
+
+
+def resolve_season(model_season: int | None, datamodule) -> int:
+    """MASE's seasonal period: model.season where set, else data.season, else the usual period
+    of the data's frequency (`season_of`)."""
+    return model_season or datamodule.season or season_of(frequency(datamodule))
+
+
+def season_of(frequency: str | int | None) -> int:
+    """The usual seasonal period of data at `frequency` (an offset alias, or an integer step):
+    a day of sub-daily steps (24 hourly, 96 at 15 min), a week of days (7) or business days (5),
+    a year of weeks (52), months (12) or quarters (4); 1 where none applies (years, integer time,
+    unknown)."""
+    if not isinstance(frequency, str):
+        return 1
+    try:
+        offset = pd.tseries.frequencies.to_offset(frequency)
+    except (ValueError, TypeError):
+        return 1
+    step, day = fixed_step(offset), pd.Timedelta(days=1)
+    if step is not None:
+        if step < day and day % step == pd.Timedelta(0):
+            return int(day / step)
+        return {day: 7, 7 * day: 52}.get(step, 1)
+    name = offset.name.split("-")[0]  # MS, ME, QS, QE, YS, YE, B, W, ...
+    periods = {"MS": 12, "ME": 12, "M": 12, "BMS": 12, "BME": 12, "SMS": 24, "SME": 24}
+    periods.update({"QS": 4, "QE": 4, "Q": 4, "BQS": 4, "BQE": 4, "B": 5, "C": 5, "W": 52})
+    return periods.get(name, 1)
 
 
 def build(node: DictConfig, **kwargs):

@@ -48,6 +48,7 @@ import pandas as pd
 from forecast.atomic import atomic_path, write_text
 from forecast.data.errors import DataError
 from forecast.data.io import Frame, read_long, read_rows, read_wide
+from forecast.data.validate import fixed_step
 from forecast.export import ENGINES, ExportedModel
 from forecast.metrics import median_index
 
@@ -239,10 +240,10 @@ def _is_calendar(frequency) -> bool:
     if not isinstance(frequency, str):
         return False
     try:
-        offset = pd.tseries.frequencies.to_offset(frequency)
+        pd.tseries.frequencies.to_offset(frequency)
     except (ValueError, TypeError):
         return False
-    return not isinstance(offset, pd.offsets.Tick)
+    return fixed_step(frequency) is None
 
 
 def describe_step(step) -> str:

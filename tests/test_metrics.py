@@ -82,3 +82,44 @@ def test_seasonal_scale_matches_numpy():
     history = torch.randn(2, 50, 3, dtype=torch.float64)
     expected = np.abs(history.numpy()[:, 24:] - history.numpy()[:, :-24]).mean(axis=1)
     np.testing.assert_allclose(M.seasonal_scale(history, 24)[:, 0].numpy(), expected)
+
+
+@pytest.mark.parametrize(
+    ("frequency", "season"),
+    [
+        ("h", 24),
+        ("15min", 96),
+        ("D", 7),
+        ("7D", 52),
+        ("W-SUN", 52),
+        ("MS", 12),
+        ("ME", 12),
+        ("QS-OCT", 4),
+        ("YS-JAN", 1),
+        ("B", 5),
+        ("36h", 1),
+        (5, 1),
+        (None, 1),
+        ("fortnightly", 1),
+    ],
+)
+def test_the_season_of_a_frequency(frequency, season):
+    from forecast.pipeline import season_of
+
+    assert season_of(frequency) == season
+
+
+def test_mase_season_comes_from_the_model_then_the_data_then_the_frequency():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from forecast.pipeline import resolve_season
+
+    months = np.array(["2020-01-01", "2020-02-01", "2020-03-01"], "datetime64[ns]")
+    frame = SimpleNamespace(times=months, offsets=np.array([0, 3]), lengths=np.array([3]))
+    frame.calendar = "MS"
+    data = SimpleNamespace(frame=frame, season=None)
+    assert resolve_season(None, data) == 12
+    assert resolve_season(6, data) == 6
+    assert resolve_season(None, SimpleNamespace(frame=frame, season=24)) == 24

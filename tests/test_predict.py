@@ -470,6 +470,11 @@ def test_monthly_data_trains_and_forecasts_the_next_month_starts(tmp_path):
         "data.batch_size=16",
     )
     assert json.loads((run / "export" / "meta.json").read_text())["frequency"] == "MS"
+    import torch
+
+    best = json.loads((run / "metrics.json").read_text())["best_checkpoint"]
+    hparams = torch.load(run / best, weights_only=True)["hyper_parameters"]
+    assert hparams["season"] == 12  # MASE's scale: a year of months, not 24 steps
     (tmp_path / "in").mkdir()
     data.iloc[:-5].to_csv(tmp_path / "in" / "sales.csv", index=False)  # ends 2024-07-01
     quiet(run).run(tmp_path / "in", tmp_path / "out")

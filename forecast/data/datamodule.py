@@ -35,6 +35,8 @@ class SeriesDataModule(pl.LightningDataModule):
     (channel | series). `channel_mode`: joint (all in, all out) or independent (each channel its own
     univariate series). `calendar`: features among hour, weekday, day, month, ... as
     `x_mark`/`y_mark`. `stride` thins training windows; val, test and predict use every window.
+    `season`: the data's seasonal period, for MASE (None: from its frequency, see
+    `forecast.pipeline.season_of`).
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class SeriesDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         pin_memory: bool = False,
         persistent_workers: bool = True,
+        season: int | None = None,
     ):
         super().__init__()
         if path is None and name is None:
@@ -96,6 +99,7 @@ class SeriesDataModule(pl.LightningDataModule):
         )
         self.scaler_kind, self.scale_by, self.channel_mode = scaler, scale_by, channel_mode
         self.calendar = list(calendar or [])
+        self.season = season  # the data's seasonal period (MASE's scale); None: from its frequency
         self.loader_options = dict(
             batch_size=batch_size,
             eval_batch_size=eval_batch_size,

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from forecast.data.errors import DataError
-from forecast.data.validate import fill_missing, group_and_order, regularise
+from forecast.data.validate import fill_missing, fixed_step, group_and_order, regularise
 
 try:
     import pyarrow
@@ -331,8 +331,8 @@ def _calendar(where, time_col, ids, times, rows, offsets, freq) -> np.ndarray | 
         return None
     if freq is not None:
         offset = _offset(freq)
-        if offset is None or isinstance(offset, pd.offsets.Tick):
-            return None  # a fixed step: regularise checks it
+        if offset is None or fixed_step(offset) is not None:
+            return None  # a fixed step (or an unknown one): regularise checks it
     else:
         steps = np.diff(times)
         steps[offsets[1:-1] - 1] = 0
@@ -383,7 +383,7 @@ def _inferred_calendar(times, offsets):
         guess = pd.infer_freq(pd.DatetimeIndex(times[start : start + min(n, length)]))
         if guess is not None:
             offset = _offset(guess)
-            return None if offset is None or isinstance(offset, pd.offsets.Tick) else offset
+            return None if offset is None or fixed_step(offset) is not None else offset
     return None
 
 

@@ -20,6 +20,16 @@ FILLS = ("error", "ffill", "interpolate", "zero")
 FIX_BY_FILL = "or set data.fill to ffill, interpolate or zero"
 
 
+def fixed_step(freq) -> pd.Timedelta | None:
+    """The one span every step of frequency `freq` takes (h, 15min, D, 7D), or None for a
+    calendar frequency whose steps vary (MS, QS, B, W-SUN), an unknown one, or none."""
+    try:
+        step = pd.Timedelta(pd.tseries.frequencies.to_offset(freq))
+    except (ValueError, TypeError):
+        return None
+    return step if step > pd.Timedelta(0) else None
+
+
 def check_fill(fill: str) -> None:
     if fill not in FILLS:
         raise ValueError(f"fill must be one of {FILLS}, got {fill!r}")
