@@ -486,3 +486,24 @@ def test_monthly_data_trains_and_forecasts_the_next_month_starts(tmp_path):
     hourly.to_csv(tmp_path / "in" / "sales.csv", index=False)
     summary = quiet(run, overwrite=True).run(tmp_path / "in", tmp_path / "out")
     assert "trained on data at 'MS'" in summary.failed[str(tmp_path / "in" / "sales.csv")]
+
+
+def test_daily_files_pass_a_daily_models_check(tmp_path):
+    """meta.json says "D" for daily data; pandas 3's Day is a calendar offset, not a Tick, and
+    must still count as the fixed one-day step a regular daily file has."""
+    from forecast.data.io import read_wide
+
+    dates = pd.date_range("2021-01-01", periods=40, freq="D").strftime("%Y-%m-%d")
+    pd.DataFrame({"date": dates, "y": np.arange(40.0)}).to_csv(tmp_path / "d.csv", index=False)
+    frame = read_wide(tmp_path / "d.csv")
+    assert frame.calendar is None
+    P.check_frequency(frame, "D")
+    P.check_frequency(frame, "24h")
+    with pytest.raises(DataError, match="trained on data every 1h"):
+        P.check_frequency(frame, "h")
+    gap = pd.DataFrame({"date": dates.delete(7), "y": np.arange(39.0)})
+    gap.to_csv(tmp_path / "gap.csv", index=False)
+    with pytest.warns(UserWarning, match="1 missing timestamps"):
+        filled = read_wide(tmp_path / "gap.csv", fill="ffill")
+    assert filled.calendar is None and len(filled.times) == 40
+    P.check_frequency(filled, "D")
