@@ -45,6 +45,12 @@ class Forecaster(pl.LightningModule):
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
         self.quantiles = tuple(float(q) for q in quantiles) if loss == "quantile" else ()
+        q = self.quantiles
+        if not all(0 < v < 1 for v in q) or any(a >= b for a, b in zip(q, q[1:], strict=False)):
+            raise ValueError(
+                f"quantiles must be increasing and between 0 and 1, got {list(quantiles)}: the "
+                f"network's outputs are sorted, so they answer the levels in increasing order"
+            )
         self.net = ForecastNet(
             n_channels, lookback, horizon, n_quantiles=max(len(self.quantiles), 1), **net_options
         )

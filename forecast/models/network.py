@@ -126,6 +126,8 @@ class ForecastNet(nn.Module):
         if self.highway is not None:
             y = y + self.highway(units.transpose(1, 2)).transpose(1, 2)[..., None]
         y = self._from_units(y, batch)  # [B, horizon, C, Q]
+        if self.n_quantiles > 1:  # quantile forecasts in order: q10 <= q50 <= q90, never crossed
+            y = y.sort(dim=-1).values
         if self.revin is not None:
             y = self.revin.denormalize(y, mean, std)
         return y

@@ -146,3 +146,22 @@ def test_stacked_or_bidirectional_backbones_decode_by_repeating():
         with pytest.raises(ValueError, match="one-layer, one-direction"):
             net._decode_pmf_broadcast(net.rnn(torch.randn(3, 2, 12))[1], 3)
         assert net(torch.randn(2, 24, 3)).shape == (2, 20, 3, 1)
+
+
+@pytest.mark.parametrize("decoder", ["pmf", "direct"])
+def test_quantile_forecasts_never_cross(decoder):
+    """An untrained head crosses its quantiles freely; the forecasts come out sorted, so q10 <=
+    q50 <= q90 for every window, step and channel."""
+    torch.manual_seed(0)
+    net = ForecastNet(3, 24, 12, hidden_size=8, segment_len=6, decoder=decoder, n_quantiles=3)
+    y = net(torch.randn(64, 24, 3))
+    assert (y.diff(dim=-1) >= 0).all()
+
+
+def test_quantile_levels_must_increase():
+    from forecast.models import Forecaster
+
+    Forecaster(3, 24, 12, loss="quantile", quantiles=[0.1, 0.5, 0.9], segment_len=6)
+    for bad in ([0.5, 0.1, 0.9], [0.1, 0.1, 0.9], [0.0, 0.5], [0.5, 1.0]):
+        with pytest.raises(ValueError, match="quantiles must be increasing"):
+            Forecaster(3, 24, 12, loss="quantile", quantiles=bad, segment_len=6)
