@@ -127,7 +127,7 @@ class InputProjection(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias):
         x2 = x.reshape(-1, x.size(-1))  # [T*B, I], a copy only if x is a transposed view
-        onednn = _onednn_fits(x2, weight)
+        onednn = onednn_fits(x2, weight)
         if onednn:
             out = onednn_linear(x2, weight.detach(), None if bias is None else bias.detach())
         else:
@@ -160,7 +160,7 @@ def onednn_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tens
     return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], None)
 
 
-def _onednn_fits(*tensors: Tensor) -> bool:
+def onednn_fits(*tensors: Tensor) -> bool:
     return ONEDNN[0] and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
 
 
@@ -184,7 +184,7 @@ def pack_weight(weight: Tensor, batch: int) -> Tensor | None:
 
     Only float32 on CPU, and only where the private oneDNN ops exist and agree with addmm.
     """
-    if not _onednn_fits(weight):
+    if not onednn_fits(weight):
         return None
     return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), batch)
 

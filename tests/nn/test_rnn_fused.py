@@ -10,7 +10,7 @@ import torch
 from rnn_helpers import initial_state, make_pair
 from torch.utils import cpp_extension
 
-from forecast.nn import LSTM, broadcast_step, cells, fused
+from forecast.nn import GRU, LSTM, broadcast_step, cells, fused
 
 
 def test_it_builds_here_and_lstms_run_it():
@@ -206,6 +206,42 @@ def test_broadcast_step_takes_the_outer_kernel(cell):
         names.append(node.name())
         nodes += [n for n, _ in node.next_functions if n is not None]
     assert "OuterLSTMStepBackward" in names, names
+
+
+def _graph_names(out):
+    names, nodes = [], [out.grad_fn]
+    while nodes:
+        node = nodes.pop()
+        names.append(node.name())
+        nodes += [n for n, _ in node.next_functions if n is not None]
+    return names
+
+
+@pytest.mark.parametrize("cell", ("lstm", "gru"))
+def test_the_decoders_state_product_goes_through_onednn_and_equals_f_linear(cell):
+    """float32 training on a CPU: the state's product with W_hh is InputProjection's (oneDNN),
+    equal to F.linear's in value and gradient; under autocast and in float64 it stays F.linear."""
+    torch.manual_seed(0)
+    ours = (LSTM if cell == "lstm" else GRU)(3, 16)
+    h = torch.randn(8, 2, 1, 16, requires_grad=True)
+    state = (h, torch.randn(8, 2, 1, 16)) if cell == "lstm" else h
+    queries = torch.randn(2, 5, 3)
+    out = broadcast_step(ours, queries, state)
+    assert "InputProjectionBackward" in _graph_names(out)
+    with torch.no_grad():  # the same step with F.linear: no grad wanted, so the plain path
+        plain = broadcast_step(ours, queries, state)
+    torch.testing.assert_close(out, plain, atol=1e-6, rtol=0)
+    weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+    (got,) = torch.autograd.grad((out * weights).sum(), h)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = broadcast_step(ours, queries, state)
+    assert "InputProjectionBackward" not in _graph_names(mixed)
+    ours64, h64 = ours.double(), h.detach().double().requires_grad_()
+    state64 = (h64, state[1].double()) if cell == "lstm" else h64
+    out64 = broadcast_step(ours64, queries.double(), state64)
+    assert "InputProjectionBackward" not in _graph_names(out64)
+    (want,) = torch.autograd.grad((out64 * weights.double()).sum(), h64)
+    torch.testing.assert_close(got.double(), want, atol=1e-5, rtol=0)
 
 
 def test_a_failed_build_is_reported_by_the_compilers_first_error():
