@@ -246,6 +246,14 @@ def _is_calendar(frequency) -> bool:
     return fixed_step(frequency) is None
 
 
+def _same_calendar(frequency: str, calendar: str | None) -> bool:
+    """Whether two calendar frequencies give the same dates (QS-JAN and QS-OCT do)."""
+    if calendar is None or not _is_calendar(frequency):
+        return False
+    dates = [pd.date_range("2000-01-01", periods=3, freq=f) for f in (frequency, calendar)]
+    return dates[0].equals(dates[1])
+
+
 def describe_step(step) -> str:
     if isinstance(step, (pd.Timedelta, np.timedelta64)):
         alias = pd.tseries.frequencies.to_offset(pd.Timedelta(step)).freqstr
@@ -255,15 +263,8 @@ def describe_step(step) -> str:
 
 def check_frequency(frame: Frame, frequency) -> None:
     """Refuse a file whose series step differs from the model's (meta.json "frequency")."""
-    trained_calendar = _is_calendar(frequency)
-    if trained_calendar or frame.calendar is not None:
-        if trained_calendar and frame.calendar is not None:
-            same = pd.date_range("2000-01-01", periods=3, freq=frequency).equals(
-                pd.date_range("2000-01-01", periods=3, freq=frame.calendar)
-            )
-        else:
-            same = False
-        if not same and frequency is not None:
+    if frame.calendar is not None or _is_calendar(frequency):
+        if frequency is not None and not _same_calendar(frequency, frame.calendar):
             raise DataError(
                 f"{frame.path}: the series follow the {frame.calendar or 'fixed-step'} "
                 f"calendar, the model was trained on data at {frequency!r} (meta.json "
@@ -661,27 +662,32 @@ class BatchForecaster:
                 frame = read_input(path, self.data, self.meta["channels"])
                 check_frequency(frame, self.meta.get("frequency"))
                 if self.data.get("short", "error") == "skip":
-                    frame, dropped = without_short(frame, self.model.lookback)
-                    if dropped and not frame.n_series:
-                        raise DataError(
-                            f"{path}: every series is shorter than the model's look-back "
-                            f"({self.model.lookback} rows); nothing to forecast"
-                        )
-                    if dropped:
-                        summary.short += len(dropped)
-                        names = ", ".join(map(str, dropped[:10])) + (
-                            " ..." if len(dropped) > 10 else ""
-                        )
-                        self.log(
-                            f"{path}: {len(dropped)} series shorter than the look-back "
-                            f"({self.model.lookback} rows) left out (data.short=skip): {names}"
-                        )
+                    frame = self._skip_short(path, frame, summary)
                 windows = last_windows(frame, self.meta["channels"], self.model.lookback)
             except (DataError, OSError, ValueError) as err:
                 summary.failed[str(path)] = str(err)
                 progress.advance(files=1)
                 continue
             yield Job(path, target, frame, windows, source)
+
+    def _skip_short(self, path: Path, frame: Frame, summary: Summary) -> Frame:
+        """data.short=skip: `frame` without its series shorter than the look-back, named in the
+        log and counted; a file with none left is refused."""
+        lookback = self.model.lookback
+        frame, dropped = without_short(frame, lookback)
+        if dropped and not frame.n_series:
+            raise DataError(
+                f"{path}: every series is shorter than the model's look-back ({lookback} rows); "
+                f"nothing to forecast"
+            )
+        if dropped:
+            summary.short += len(dropped)
+            names = ", ".join(map(str, dropped[:10])) + (" ..." if len(dropped) > 10 else "")
+            self.log(
+                f"{path}: {len(dropped)} series shorter than the look-back ({lookback} rows) left "
+                f"out (data.short=skip): {names}"
+            )
+        return frame
 
     def _forecast(self, pending: list[Job], summary: Summary, progress: Progress) -> list[Job]:
         """Forecast up to one batch of the pending windows; write the files that are complete."""

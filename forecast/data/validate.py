@@ -189,7 +189,7 @@ def _step(where, time_col, steps, freq) -> int:
 
 
 def _freq_step(where, time_col, freq) -> int:
-    if not where.is_datetime or getattr(where, "grid", None) is not None:
+    if not where.is_datetime or where.grid is not None:
         return int(freq)
     try:
         return int(pd.Timedelta(pd.tseries.frequencies.to_offset(freq)).value)
@@ -202,13 +202,13 @@ def _freq_step(where, time_col, freq) -> int:
 
 
 def _time(where, t) -> str:
-    if getattr(where, "grid", None) is not None:  # a position on a calendar grid
+    if where.grid is not None:  # a position on a calendar grid
         return str(where.grid[int(t)])
     return str(pd.Timestamp(int(t))) if where.is_datetime else str(int(t))
 
 
 def _span(where, step) -> str:
-    if getattr(where, "grid", None) is not None:
+    if where.grid is not None:
         return f"{int(step)} x {where.calendar}"
     return str(pd.Timedelta(int(step))) if where.is_datetime else str(step)
 
