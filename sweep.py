@@ -11,10 +11,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from forecast.config import register_resolvers
+from forecast.config import register_configs
 from forecast.runtime import tune_malloc
 
-register_resolvers()
+register_configs()
 
 # keys of this app that are not train keys; every other command-line override goes to each trial
 OWN_KEYS = ("sweep", "hydra")

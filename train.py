@@ -9,10 +9,10 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from forecast.config import register_resolvers
+from forecast.config import register_configs
 from forecast.runtime import tune_malloc
 
-register_resolvers()
+register_configs()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

@@ -1,12 +1,21 @@
-"""OmegaConf resolvers that the configs in `conf/` use.
+"""What the configs in `conf/` need registered before Hydra composes them.
 
-The entry scripts register them before Hydra composes; `forecast.pipeline` registers them on
-import, for code that composes train configs in-process (sweeps, tests).
+`register_resolvers()`: the OmegaConf resolvers (`${half:...}`). `register_configs()`: those,
+and the `base` configs of the `model` and `data` groups, made from the signatures of the classes
+they build (`Forecaster` and `ForecastNet`, `SeriesDataModule`): every option and its default
+is written once, in Python, so the YAML files and the classes cannot disagree. The entry
+scripts register before Hydra composes; `forecast.pipeline` does on import, for code that
+composes train configs in-process (the API, sweeps, tests): `compose_train_config`.
 """
 
 from __future__ import annotations
 
-from omegaconf import OmegaConf
+import inspect
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
 
 
 def half(value) -> int:
@@ -16,6 +25,58 @@ def half(value) -> int:
     return max(1, int(value) // 2)
 
 
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("half"):
         OmegaConf.register_new_resolver("half", half)
+
+
+def defaults_of(function: Callable, skip: tuple[str, ...] = ()) -> dict:
+    """{name: default} of `function`'s keyword parameters, lists for tuples."""
+    out = {}
+    for name, parameter in inspect.signature(function).parameters.items():
+        if name in ("self", *skip) or parameter.kind is parameter.VAR_KEYWORD:
+            continue
+        if parameter.default is parameter.empty:
+            continue
+        default = parameter.default
+        out[name] = list(default) if isinstance(default, tuple) else default
+    return out
+
+
+def model_defaults() -> dict:
+    """Every `model.*` option: the Forecaster's and its network's (ForecastNet), with defaults.
+    The data-given sizes (channels, look-back, horizon) come from the DataSpec, not the config."""
+    from forecast.models import Forecaster, ForecastNet
+
+    return {
+        **defaults_of(Forecaster.__init__, skip=("spec", "net")),
+        **defaults_of(ForecastNet.__init__, skip=("n_quantiles",)),
+    }
+
+
+def data_defaults() -> dict:
+    """Every `data.*` option: the SeriesDataModule's (its reading ones are ReadOptions')."""
+    from forecast.data import SeriesDataModule
+
+    return defaults_of(SeriesDataModule.__init__)
+
+
+def register_configs() -> None:
+    """The resolvers, and the `base` configs that conf/model/*.yaml and conf/data/*.yaml extend."""
+    register_resolvers()
+    store = ConfigStore.instance()
+    if "base.yaml" not in store.repo.get("model", {}):
+        store.store(group="model", name="base", node=model_defaults())
+        store.store(group="data", name="base", node=data_defaults())
+
+
+def compose_train_config(overrides: Sequence[str]) -> DictConfig:
+    """train.py's configuration with `overrides`, composed by Hydra from the same conf/."""
+    from hydra import compose, initialize_config_dir
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="fit"):
+        return compose(config_name="config", overrides=list(overrides))

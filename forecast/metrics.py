@@ -61,11 +61,6 @@ def pinball(y_hat_q: torch.Tensor, y: torch.Tensor, quantile: float) -> torch.Te
     return torch.maximum(quantile * error, (quantile - 1) * error)
 
 
-def median_index(quantiles) -> int:
-    """Which of `quantiles` serves as the point forecast: the one nearest 0.5 (0 if none)."""
-    return min(range(len(quantiles)), key=lambda i: abs(quantiles[i] - 0.5)) if quantiles else 0
-
-
 def mse(y_hat, y):
     return squared_error(y_hat, y).mean()
 

@@ -27,41 +27,45 @@ from pytorch_lightning.callbacks import ProgressBar
 
 from forecast.atomic import write_text as write_atomic
 from forecast.callbacks import RNGStateCheckpoint
-from forecast.config import register_resolvers
-from forecast.data.validate import fixed_step
+from forecast.config import register_configs
+from forecast.data.spec import DataSpec
+from forecast.errors import ConfigError
 from forecast.export import export_bundle
 
 log = logging.getLogger(__name__)
-register_resolvers()
+register_configs()
 
 
-def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> float:
+def train(
+    cfg: DictConfig,
+    callbacks: list[pl.Callback] | None = None,
+    *,
+    data: pd.DataFrame | None = None,
+    progress: bool | None = None,
+) -> float:
     """Fit and evaluate the configured model; return the best validation MSE (the objective).
 
-    `callbacks` join the configured ones (a sweep passes its pruning callback here).
+    `callbacks` join the configured ones (a sweep passes its pruning callback here). `data`, a
+    DataFrame, is read in place of `data.path` (the API's `forecast.fit`). `progress`: a progress
+    bar (Lightning's TQDM bar, which notebooks show too); None: the configured bar, on a terminal.
     """
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     refuse_unused_inputs(cfg)
-    pl.seed_everything(cfg.seed, workers=True)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    datamodule = instantiate(cfg.data)
+    datamodule = instantiate(cfg.data, _partial_=True)(**({} if data is None else {"path": data}))
     datamodule.setup("fit")
-    mean, scale = scaler_table(datamodule)
-    model = instantiate(
-        cfg.model,
-        n_channels=datamodule.n_channels,
-        scaler_shape=list(mean.shape),
-        season=resolve_season(cfg.model.get("season"), datamodule),
-    )
-    model.set_scaler(mean, scale)
+    # the network is built from the data's spec, in the Forecaster (lightning-hydra-template's
+    # injection: the config names the model, the data fills in what only it knows)
+    model = build_model(cfg.model, datamodule.spec)
     trainer = instantiate(
         cfg.trainer,
-        callbacks=[*build_callbacks(cfg), *(callbacks or [])],
+        callbacks=[*build_callbacks(cfg, progress), *(callbacks or [])],
         logger=instantiate(cfg.logger),
         default_root_dir=str(output_dir),
-        enable_progress_bar=sys.stdout.isatty(),
+        enable_progress_bar=sys.stdout.isatty() if progress is None else progress,
     )
 
     start = time.perf_counter()
@@ -71,8 +75,9 @@ def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> float:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         ckpt = best or None
         # an empty list where the trainer runs no batches (e.g. trainer.limit_val_batches=0)
-        val = first(trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False))
-        test = first(trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False))
+        evaluate = dict(datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+        val = first(trainer.validate(model, **evaluate))
+        test = first(trainer.test(model, **evaluate))
     for split, results in (("val", val), ("test", test)):
         if not results:
             log.warning(
@@ -93,7 +98,7 @@ def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> float:
         write_atomic(output_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         write_atomic(output_dir / "metrics_per_step.csv", per_step_csv(model.test_results))
         plot_test_windows(model, datamodule, output_dir / "forecast.png")
-        export(cfg, datamodule, model, output_dir / "export")
+        export(cfg, datamodule.spec, model, output_dir / "export")
     objective = metrics.get("val_mse", math.inf)
     return objective if math.isfinite(objective) else float("inf")
 
@@ -105,7 +110,7 @@ def refuse_unused_inputs(cfg: DictConfig) -> None:
     given = {key: cfg.data.get(key) for key in ("covariates", "calendar") if cfg.data.get(key)}
     if given:
         listed = ", ".join(f"data.{key}={list(value)}" for key, value in given.items())
-        raise ValueError(
+        raise ConfigError(
             f"{listed}: the recurrent forecasters (forecast.models) do not read covariates or "
             f"calendar features yet, so this run would ignore them; remove the setting (the "
             f"DataModule serves them as batch keys x_cov / x_mark / y_mark to a model of your own)"
@@ -135,93 +140,27 @@ def first(results: list[dict]) -> dict:
     return results[0] if results else {}
 
 
-def scaler_table(datamodule) -> tuple[np.ndarray, np.ndarray]:
-    """The data scaler as [groups, channels] arrays: one row, or one row per series id."""
-    if datamodule.scale_by != "series":
-        params = datamodule.scaler_params()
-        return np.array([params["mean"]]), np.array([params["scale"]])
-    params = datamodule.series_scaler_params()
-    row_of = {series_id: i for i, series_id in enumerate(datamodule.series_ids)}
-    rows = [row_of[series_id] for series_id in params["ids"]]
-    n_channels = len(params["mean"][0])
-    mean = np.zeros((len(row_of), n_channels))
-    scale = np.ones((len(row_of), n_channels))
-    mean[rows], scale[rows] = params["mean"], params["scale"]
-    return mean, scale
-
-
-def export(cfg: DictConfig, datamodule, model, out_dir: Path) -> None:
+def export(cfg: DictConfig, spec: DataSpec, model, out_dir: Path) -> None:
     """Export with the data scaler inside, so the bundle maps raw values to raw forecasts.
 
     A scaler per series cannot travel to series the model has not seen; with RevIN it need not:
     each window is normalised by its own statistics, which cancels any per-series affine scaling,
     so the bundle is exported without one. Without RevIN such a model is not exported.
     """
-    if datamodule.scale_by == "series":
+    if spec.per_series:
         if model.net.revin is None:
             log.warning("not exported: scale_by=series needs model.revin=true to serve new series")
             return
-        n_channels = len(datamodule.channels)
-        mean, scale = np.zeros(n_channels), np.ones(n_channels)
+        mean, scale = np.zeros(len(spec.channels)), np.ones(len(spec.channels))
     else:
-        params = datamodule.scaler_params()
-        mean, scale = np.array(params["mean"]), np.array(params["scale"])
-    export_bundle(
-        model.net,
-        mean,
-        scale,
-        export_meta(cfg, datamodule, model),
-        out_dir,
-        independent=datamodule.channel_mode == "independent",
-    )
+        mean, scale = spec.scaler_mean[0], spec.scaler_scale[0]
+    meta = export_meta(cfg, spec, model)
+    export_bundle(model.net, mean, scale, meta, out_dir, independent=spec.independent)
 
 
-def frequency(datamodule) -> str | int | None:
-    """The step between the first two rows of the first series that has two: an offset alias
-    ('h') or an integer; None when no series has two rows."""
-    frame = datamodule.frame
-    if getattr(frame, "calendar", None) is not None:  # months, quarters, business days
-        return frame.calendar
-    longer = np.flatnonzero(frame.lengths >= 2)
-    if not len(longer):
-        return None
-    first = frame.offsets[longer[0]]
-    times = frame.times
-    step = times[first + 1] - times[first]
-    if np.issubdtype(times.dtype, np.datetime64):
-        step = pd.Timedelta(step)
-        if step >= pd.Timedelta(days=1) and step % pd.Timedelta(days=1) == pd.Timedelta(0):
-            return f"{step.days}D" if step.days > 1 else "D"  # pandas would say "24h"
-        return pd.tseries.frequencies.to_offset(step).freqstr
-    return int(step)
-
-
-def resolve_season(model_season: int | None, datamodule) -> int:
-    """MASE's seasonal period: model.season where set, else data.season, else the usual period
-    of the data's frequency (`season_of`)."""
-    return model_season or datamodule.season or season_of(frequency(datamodule))
-
-
-def season_of(frequency: str | int | None) -> int:
-    """The usual seasonal period of data at `frequency` (an offset alias, or an integer step):
-    a day of sub-daily steps (24 hourly, 96 at 15 min), a week of days (7) or business days (5),
-    a year of weeks (52), months (12) or quarters (4); 1 where none applies (years, integer time,
-    unknown)."""
-    if not isinstance(frequency, str):
-        return 1
-    try:
-        offset = pd.tseries.frequencies.to_offset(frequency)
-    except (ValueError, TypeError):
-        return 1
-    step, day = fixed_step(offset), pd.Timedelta(days=1)
-    if step is not None:
-        if step < day and day % step == pd.Timedelta(0):
-            return int(day / step)
-        return {day: 7, 7 * day: 52}.get(step, 1)
-    name = offset.name.split("-")[0]  # MS, ME, QS, QE, YS, YE, B, W, ...
-    periods = {"MS": 12, "ME": 12, "M": 12, "BMS": 12, "BME": 12, "SMS": 24, "SME": 24}
-    periods.update({"QS": 4, "QE": 4, "Q": 4, "BQS": 4, "BQE": 4, "B": 5, "C": 5, "W": 52})
-    return periods.get(name, 1)
+def build_model(node: DictConfig, spec: DataSpec) -> pl.LightningModule:
+    """The configured model (`cfg.model`) for data `spec`: the network is built from the spec."""
+    return instantiate(node, _partial_=True)(spec=spec)
 
 
 def build(node: DictConfig, **kwargs):
@@ -230,10 +169,12 @@ def build(node: DictConfig, **kwargs):
     return instantiate(node, **kwargs)
 
 
-def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
-    """The configured callbacks, and our RNG state keeper; progress bars only on a terminal."""
+def build_callbacks(cfg: DictConfig, progress: bool | None = None) -> list[pl.Callback]:
+    """The configured callbacks, and our RNG state keeper. The configured progress bar only on
+    a terminal (progress=None); with progress=True none of them, so that Lightning adds its TQDM
+    bar (which notebooks show), with False none at all."""
     callbacks = [instantiate(callback) for callback in cfg.callbacks.values() if callback]
-    if not sys.stdout.isatty():
+    if progress is not None or not sys.stdout.isatty():
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     return [*callbacks, RNGStateCheckpoint()]
 
@@ -270,20 +211,25 @@ def plot_test_windows(model, datamodule, path: Path, n_windows: int = 4) -> None
     plot_forecasts(original(x), original(batch["y"]), original(y_hat), channel, path)
 
 
-def export_meta(cfg: DictConfig, datamodule, model) -> dict:
+def export_meta(cfg: DictConfig, spec: DataSpec, model) -> dict:
+    """meta.json's own fields: what a forecaster of new data needs (the reading options, the
+    frequency and season), the scaler for the record, and the run's whole config."""
     return {
-        "lookback": datamodule.lookback,
-        "horizon": datamodule.horizon,
-        "channels": list(datamodule.channels),
-        "frequency": frequency(datamodule),
-        "scaler": scaler_meta(datamodule),
+        "lookback": spec.lookback,
+        "horizon": spec.horizon,
+        "channels": list(spec.channels),
+        "frequency": spec.frequency,
+        "season": spec.season,
+        "reading": spec.reading.to_dict(),
+        "scaler": {
+            "kind": spec.scaler_kind,
+            "by": "series" if spec.per_series else "channel",
+            **({"ids": list(spec.series_ids)} if spec.per_series else {}),
+            "mean": spec.scaler_mean.tolist() if spec.per_series else spec.scaler_mean[0].tolist(),
+            "scale": (
+                spec.scaler_scale.tolist() if spec.per_series else spec.scaler_scale[0].tolist()
+            ),
+        },
         "quantiles": list(model.quantiles),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-
-
-def scaler_meta(datamodule) -> dict:
-    """The fitted scaler, for the record (the exported models already contain it)."""
-    if datamodule.scale_by == "series":
-        return {"kind": datamodule.scaler_kind, "by": "series", **datamodule.series_scaler_params()}
-    return {"kind": datamodule.scaler_kind, "by": "channel", **datamodule.scaler_params()}

@@ -47,27 +47,17 @@ import pandas as pd
 
 from forecast.atomic import atomic_path, write_text
 from forecast.data.errors import DataError
-from forecast.data.io import Frame, read_long, read_rows, read_wide
+from forecast.data.io import Frame
+from forecast.data.reading import ReadOptions, read
 from forecast.data.validate import fixed_step
 from forecast.export import ENGINES, ExportedModel
-from forecast.metrics import median_index
+from forecast.quantiles import median_index
 
 SUFFIXES = (".csv", ".parquet", ".pq", ".csv.gz")
 FORMATS = ("csv", "parquet")
-LAYOUTS = ("wide", "long", "rows")
-# The reading options (`data.<key>` of predict.py; conf/predict.yaml lists the same keys).
-READ_KEYS = (
-    "format",
-    "layout",
-    "time_col",
-    "id_col",
-    "target",
-    "id_col_rows",
-    "freq",
-    "fill",
-    "sort",
-    "short",
-)
+# The reading options a run may set (`data.<key>` of predict.py; conf/predict.yaml lists the
+# same keys): ReadOptions' own, but the covariates, which are the model's.
+READ_KEYS = tuple(f.name for f in dataclasses.fields(ReadOptions) if f.name != "covariates")
 RECORD_VERSION = 1
 
 
@@ -89,8 +79,9 @@ class Summary:
     def __str__(self) -> str:
         left_out = f", {self.short} too short and left out" if self.short else ""
         return (
-            f"{self.files} files forecast, {self.skipped} up to date, {len(self.failed)} failed; "
-            f"{self.series} series{left_out}, {self.forecasts} forecasts in {self.seconds:.1f} s"
+            f"{plural(self.files, 'file')} forecast, {self.skipped} up to date, "
+            f"{len(self.failed)} failed; {self.series} series{left_out}, "
+            f"{plural(self.forecasts, 'forecast')} in {self.seconds:.1f} s"
         )
 
 
@@ -186,39 +177,15 @@ def backtest_path(target: Path) -> Path:
     return target.with_name(target.name.replace(".forecast.", ".backtest."))
 
 
-def reading_options(data: dict) -> dict:
-    """The options that decide how a file is read, with their defaults: those of its layout."""
-    layout = data.get("layout", "wide")
-    options = {"layout": layout, "format": data.get("format"), "fill": data.get("fill", "error")}
-    options["short"] = data.get("short", "error")
-    if layout == "rows":
-        options["id_col_rows"] = data.get("id_col_rows")
-        return options
-    options.update(freq=data.get("freq"), sort=data.get("sort", False))
-    if layout == "long":
-        options.update(
-            id_col=data.get("id_col", "unique_id"),
-            time_col=data.get("time_col", "ds"),
-            target=data.get("target") or "y",
-        )
-    else:
-        options["time_col"] = data.get("time_col", "date")
-    return options
-
-
-def read_input(path: Path, data: dict, channels: list[str]) -> Frame:
-    """Read and validate one file with the training data's layout and column names.
-
-    A wide file's columns are picked by the model's channel names, in the model's order.
-    """
-    o = reading_options(data)
-    options = dict(format=o["format"], fill=o["fill"])
-    if o["layout"] == "rows":
-        return read_rows(path, o["id_col_rows"], **options)
-    options.update(freq=o["freq"], sort=o["sort"])
-    if o["layout"] == "long":
-        return read_long(path, o["id_col"], o["time_col"], o["target"], **options)
-    return read_wide(path, o["time_col"], list(channels), **options)
+def export_reading(meta: dict) -> ReadOptions:
+    """How an export's training data was read: meta.json "reading" (exports made before it
+    existed: the reading keys of their config's data node)."""
+    if isinstance(meta.get("reading"), dict):
+        return ReadOptions.from_dict(meta["reading"])
+    data = dict(meta.get("config", {}).get("data", {}))
+    if data.get("target") is None and data.get("columns") is not None:
+        data["target"] = data["columns"]  # the older name
+    return ReadOptions.from_dict(data)
 
 
 def model_step(frequency) -> pd.Timedelta | int | None:
@@ -377,14 +344,8 @@ def to_long(
         "unique_id": ids,
         "ds": labelled_times(frame, ds),
         "step": np.tile(np.arange(1, horizon + 1), len(ids) // horizon),
+        **forecast_columns(values, quantiles),
     }
-    if quantiles:
-        median = median_index(quantiles)
-        columns["y_hat"] = values[:, median]
-        for i, q in enumerate(quantiles):
-            columns[f"y_hat_q{round(q * 100):02d}"] = values[:, i]
-    else:
-        columns["y_hat"] = values[:, 0]
     return pd.DataFrame(columns)
 
 
@@ -397,36 +358,52 @@ def write_table(df: pd.DataFrame, target: Path, format: str) -> None:
             df.to_csv(tmp, index=False)
 
 
+def check_backtest(frame: Frame, lookback: int, horizon: int, n_windows: int, step: int) -> None:
+    """Refuse a frame whose shortest series cannot hold `n_windows` origins `step` apart."""
+    need = lookback + horizon + (n_windows - 1) * step
+    short = np.flatnonzero(frame.lengths < need)
+    if len(short):
+        first = short[0]
+        spacing = "horizon" if step == horizon else f"step ({step})"
+        raise DataError(
+            f"{frame.path}: series {frame.ids[first]!r} has {frame.lengths[first]} rows; "
+            f"{n_windows} backtest window{'s' if n_windows > 1 else ''} need lookback + horizon "
+            f"+ {n_windows - 1} x {spacing} = {need}. Lower n_windows or give longer series"
+        )
+
+
 def backtest_windows(
-    frame: Frame, lookback: int, horizon: int, n_windows: int
+    frame: Frame, lookback: int, horizon: int, n_windows: int, step: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rolling origins: the last `n_windows` non-overlapping horizons of every series.
+    """Rolling origins: `n_windows` forecasts of every series, `step` rows apart (default: the
+    horizon, so they do not overlap), the last one ending at the series' last row.
 
     Returns inputs [S * n, lookback, C], truths [S * n, horizon, C] and the origin row of each
     (the first forecast row), series-major, oldest origin first.
     """
-    need = lookback + n_windows * horizon
-    short = np.flatnonzero(frame.lengths < need)
-    if len(short):
-        first = short[0]
-        raise DataError(
-            f"{frame.path}: series {frame.ids[first]!r} has {frame.lengths[first]} rows; a "
-            f"backtest over {n_windows} windows needs lookback + {n_windows} x horizon = {need}. "
-            f"Lower n_windows or give longer series"
-        )
+    step = horizon if step is None else step
+    check_backtest(frame, lookback, horizon, n_windows, step)
     ends = frame.offsets[1:]
-    origins = (ends[:, None] - horizon * np.arange(n_windows, 0, -1)).reshape(-1)  # [S * n]
+    back = horizon + step * np.arange(n_windows - 1, -1, -1)  # [n], oldest origin first
+    origins = (ends[:, None] - back).reshape(-1)  # [S * n]
     inputs = frame.values[origins[:, None] - lookback + np.arange(lookback)]
     truths = frame.values[origins[:, None] + np.arange(horizon)]
     return inputs, truths, origins
 
 
-def backtest_frame(
-    frame: Frame, origins: np.ndarray, truths: np.ndarray, y_hat: np.ndarray, wide: bool
+def window_table(
+    frame: Frame,
+    origins: np.ndarray,
+    truths: np.ndarray,
+    y_hat: np.ndarray,
+    quantiles: list[float],
+    wide: bool,
 ) -> pd.DataFrame:
-    """Rows unique_id, origin (ds of the first forecast), ds, step, y, y_hat, error.
+    """Rows unique_id, cutoff (the last input time), origin (the first forecast time), ds, step,
+    y, y_hat [, y_hat_qNN ...], sorted by unique_id, origin and step.
 
-    truths and y_hat are [n, horizon, C] for the windows starting at rows `origins` [n].
+    truths [n, horizon, C] and y_hat [n, horizon, C] (or [n, horizon, C, Q]) are the windows
+    whose first forecast row is `origins` [n].
     """
     n, horizon, n_channels = truths.shape
     shape = (n, horizon, n_channels)
@@ -441,20 +418,45 @@ def backtest_frame(
             labels = np.array([[f"{i}/{c}" for c in frame.channels] for i in names], dtype=object)
     rows = origins[:, None] + np.arange(horizon)  # [n, H]
     flat = lambda a: np.broadcast_to(a, shape).reshape(-1)  # noqa: E731
-    df = pd.DataFrame(
-        {
-            "unique_id": flat(labels[:, None, :]),
-            "origin": flat(frame.times[origins][:, None, None]),
-            "ds": flat(frame.times[rows][..., None]),
-            "step": flat(np.arange(1, horizon + 1)[None, :, None]),
-            "y": truths.reshape(-1),
-            "y_hat": y_hat.reshape(-1),
-        }
-    )
-    df["error"] = df["y_hat"] - df["y"]
-    for column in ("origin", "ds"):
+    columns = {
+        "unique_id": flat(labels[:, None, :]),
+        "cutoff": flat(frame.times[origins - 1][:, None, None]),
+        "origin": flat(frame.times[origins][:, None, None]),
+        "ds": flat(frame.times[rows][..., None]),
+        "step": flat(np.arange(1, horizon + 1)[None, :, None]),
+        "y": truths.reshape(-1),
+    }
+    columns.update(forecast_columns(y_hat.reshape(len(columns["y"]), -1), quantiles))
+    df = pd.DataFrame(columns)
+    for column in ("cutoff", "origin", "ds"):
         df[column] = labelled_times(frame, df[column])
     return df.sort_values(["unique_id", "origin", "step"], kind="stable", ignore_index=True)
+
+
+def forecast_columns(values: np.ndarray, quantiles: list[float]) -> dict[str, np.ndarray]:
+    """`y_hat` (the median of a quantile forecast) and `y_hat_qNN` per quantile, from
+    values [rows, Q] (Q = 1 for a point forecast)."""
+    if not quantiles:
+        return {"y_hat": values[:, 0]}
+    columns = {"y_hat": values[:, median_index(quantiles)]}
+    for i, q in enumerate(quantiles):
+        columns[f"y_hat_q{round(q * 100):02d}"] = values[:, i]
+    return columns
+
+
+def backtest_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """predict.py's backtest rows: unique_id, origin (ds of the first forecast), ds, step, y,
+    y_hat, error (y_hat - y), from a `window_table`."""
+    df = table[["unique_id", "origin", "ds", "step", "y", "y_hat"]].copy()
+    df["error"] = df["y_hat"] - df["y"]
+    return df
+
+
+def cross_validation_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """NeuralForecast's cross-validation rows: unique_id, ds, cutoff, y, y_hat [, y_hat_qNN],
+    from a `window_table`."""
+    forecasts = [c for c in table.columns if c.startswith("y_hat")]
+    return table[["unique_id", "ds", "cutoff", "y", *forecasts]].reset_index(drop=True)
 
 
 def labelled_times(frame: Frame, times):
@@ -553,10 +555,11 @@ class Progress:
 
 
 class BatchForecaster:
-    """Runs an exported model over many files (see the module's docstring).
+    """Runs an exported model over many files (see the module's docstring), or over one file or
+    DataFrame for the Python API (`forecast`, `backtest`, `cross_validation`).
 
     `data_options` override the export's reading options (keys READ_KEYS); None values keep the
-    export's.
+    export's. `log` says what went well (stdout), `warn` what failed (stderr).
     """
 
     def __init__(
@@ -570,11 +573,16 @@ class BatchForecaster:
         n_windows: int = 3,
         data_options: dict | None = None,
         log: Callable[[str], None] = print,
+        warn: Callable[[str], None] | None = None,
     ):
         if format not in FORMATS:
             raise PredictError(f"format must be one of {FORMATS}, got {format!r}")
         if engine not in ENGINES:
             raise PredictError(f"engine must be one of {ENGINES}, got {engine!r}")
+        if n_windows < 1 or batch_size < 1:
+            raise PredictError(
+                f"n_windows and batch_size must be at least 1, got {n_windows} and {batch_size}"
+            )
         overrides = {k: v for k, v in (data_options or {}).items() if v is not None}
         unknown = sorted(set(overrides) - set(READ_KEYS))
         if unknown:
@@ -587,21 +595,84 @@ class BatchForecaster:
         self.fingerprint = model_fingerprint(model_dir, engine)
         self.model = ExportedModel(model_dir, engine)
         self.meta = self.model.meta
-        self.data = {**self.meta.get("config", {}).get("data", {}), **overrides}
-        layout = self.data.get("layout", "wide")
-        if layout not in LAYOUTS:
-            raise PredictError(f"data.layout must be one of {LAYOUTS}, got {layout!r}")
-        self.wide = layout == "wide"
+        try:
+            self.reading = export_reading(self.meta).replace(**overrides)
+        except ValueError as err:
+            raise PredictError(str(err)) from err
+        self.wide = self.reading.layout == "wide"
+        self.quantiles = list(self.meta.get("quantiles", []))
         self.batch_size, self.format, self.overwrite = batch_size, format, overwrite
         self.backtest, self.n_windows, self.log = backtest, n_windows, log
+        self.warn = warn or (lambda message: print(message, file=sys.stderr))
         # what a forecast depends on besides its input and the model, as JSON would give it back
         self.options = json.loads(
             json.dumps(
-                {"engine": engine, "format": format, "data": reading_options(self.data)},
+                {"engine": engine, "format": format, "data": self.reading.to_dict()},
                 default=str,
             )
         )
         self.model_dir = str(Path(model_dir).resolve())
+
+    # --- one file or DataFrame (the Python API) -------------------------------------------
+
+    def forecast(self, source: str | Path | pd.DataFrame) -> pd.DataFrame:
+        """The forecast of every series of `source` past its last row, as `run` writes it."""
+        frame, windows = self.prepare(source)
+        return to_long(frame, self.predict_windows(windows), self.quantiles, self.wide)
+
+    def backtest_table(self, source: str | Path | pd.DataFrame) -> pd.DataFrame:
+        """The backtest of `source` over the last `n_windows` horizons, as `run` writes it."""
+        frame, _ = self.prepare(source)
+        return backtest_frame(self.windows_table(frame, self.n_windows))
+
+    def cross_validation(
+        self, source: str | Path | pd.DataFrame, n_windows: int, step: int | None = None
+    ) -> pd.DataFrame:
+        """Rolling-origin forecasts of `source` in NeuralForecast's form (unique_id, ds, cutoff,
+        y, y_hat): `n_windows` origins `step` rows apart (default: the horizon)."""
+        frame = self.read(source)
+        step = self.model.horizon if step is None else step
+        if n_windows < 1 or step < 1:
+            raise PredictError(f"n_windows and step must be at least 1, got {n_windows}, {step}")
+        return cross_validation_frame(self.windows_table(frame, n_windows, step))
+
+    def read(self, source: str | Path | pd.DataFrame) -> Frame:
+        """`source` read with the model's reading options (its columns, for a wide one) and
+        checked against the model's frequency."""
+        channels = self.meta["channels"] if self.wide else None
+        frame = read(source, self.reading, channels=channels)
+        check_frequency(frame, self.meta.get("frequency"))
+        return frame
+
+    def prepare(self, source, summary: Summary | None = None) -> tuple[Frame, np.ndarray]:
+        """The frame of `source` and its last windows [S, lookback, C]; raises DataError for
+        a file that cannot be forecast as asked (backtest included), before any forecast."""
+        frame = self.read(source)
+        if self.reading.short == "skip":
+            frame = self._skip_short(frame, summary or Summary())
+        windows = last_windows(frame, self.meta["channels"], self.model.lookback)
+        if self.backtest:
+            lookback, horizon = self.model.lookback, self.model.horizon
+            check_backtest(frame, lookback, horizon, self.n_windows, horizon)
+        return frame, windows
+
+    def predict_windows(self, windows: np.ndarray) -> np.ndarray:
+        """Raw forecasts of raw windows, `batch_size` at a time (as `run` takes them)."""
+        outputs = [
+            self.model.predict(windows[i : i + self.batch_size])
+            for i in range(0, len(windows), self.batch_size)
+        ]
+        return np.concatenate(outputs)
+
+    def windows_table(self, frame: Frame, n_windows: int, step: int | None = None):
+        """Forecasts from `n_windows` origins per series beside the truth (`window_table`)."""
+        inputs, truths, origins = backtest_windows(
+            frame, self.model.lookback, self.model.horizon, n_windows, step
+        )
+        y_hat = self.predict_windows(inputs)
+        return window_table(frame, origins, truths, y_hat, self.quantiles, self.wide)
+
+    # --- many files ------------------------------------------------------------------------
 
     def run(self, inputs: str | Path, output: str | Path) -> Summary:
         """Forecast every input file into the folder `output`; refuses (PredictError) before
@@ -623,7 +694,8 @@ class BatchForecaster:
             progress.close()
         summary.seconds = time.perf_counter() - start
         for path, message in summary.failed.items():
-            self.log(f"FAILED {path}: {message}")
+            # a DataError names its file first; other errors are given it here
+            self.warn(f"FAILED {message if message.startswith(path) else f'{path}: {message}'}")
         self.log(str(summary))
         return summary
 
@@ -659,33 +731,29 @@ class BatchForecaster:
                 continue
             try:
                 source = input_identity(path)
-                frame = read_input(path, self.data, self.meta["channels"])
-                check_frequency(frame, self.meta.get("frequency"))
-                if self.data.get("short", "error") == "skip":
-                    frame = self._skip_short(path, frame, summary)
-                windows = last_windows(frame, self.meta["channels"], self.model.lookback)
+                frame, windows = self.prepare(path, summary)
             except (DataError, OSError, ValueError) as err:
                 summary.failed[str(path)] = str(err)
                 progress.advance(files=1)
                 continue
             yield Job(path, target, frame, windows, source)
 
-    def _skip_short(self, path: Path, frame: Frame, summary: Summary) -> Frame:
+    def _skip_short(self, frame: Frame, summary: Summary) -> Frame:
         """data.short=skip: `frame` without its series shorter than the look-back, named in the
         log and counted; a file with none left is refused."""
         lookback = self.model.lookback
         frame, dropped = without_short(frame, lookback)
         if dropped and not frame.n_series:
             raise DataError(
-                f"{path}: every series is shorter than the model's look-back ({lookback} rows); "
-                f"nothing to forecast"
+                f"{frame.path}: every series is shorter than the model's look-back ({lookback} "
+                f"rows); nothing to forecast"
             )
         if dropped:
             summary.short += len(dropped)
             names = ", ".join(map(str, dropped[:10])) + (" ..." if len(dropped) > 10 else "")
             self.log(
-                f"{path}: {len(dropped)} series shorter than the look-back ({lookback} rows) left "
-                f"out (data.short=skip): {names}"
+                f"{frame.path}: {len(dropped)} series shorter than the look-back ({lookback} "
+                f"rows) left out (data.short=skip): {names}"
             )
         return frame
 
@@ -719,18 +787,14 @@ class BatchForecaster:
         record = record_path(job.target)
         record.unlink(missing_ok=True)  # it describes what is about to be replaced
         forecasts = np.concatenate(job.forecasts)
-        df = to_long(job.frame, forecasts, self.meta.get("quantiles", []), self.wide)
+        df = to_long(job.frame, forecasts, self.quantiles, self.wide)
         write_table(df, job.target, self.format)
+        written = [job.target]
+        if self.backtest:  # prepare() checked that every series holds its windows
+            written.append(self._backtest(job))
         summary.files += 1
         summary.series += len(job.windows) * (forecasts.shape[2] if self.wide else 1)
         summary.forecasts += len(df)
-        written = [job.target]
-        if self.backtest:
-            try:
-                written.append(self._backtest(job))
-            except DataError as err:
-                summary.failed[str(job.path)] = f"backtest: {err}"
-                return  # no record: the file is not done, and is tried again next time
         self._record(job, written)
 
     def _record(self, job: Job, written: list[Path]) -> None:
@@ -748,23 +812,17 @@ class BatchForecaster:
 
     def _backtest(self, job: Job) -> Path:
         """Forecasts from the last `n_windows` origins of each series, beside the truth."""
-        inputs, truths, origins = backtest_windows(
-            job.frame, self.model.lookback, self.model.horizon, self.n_windows
-        )
-        outputs = [
-            self.model.predict(inputs[i : i + self.batch_size])
-            for i in range(0, len(inputs), self.batch_size)
-        ]
-        y_hat = np.concatenate(outputs)
-        if y_hat.ndim == 4:  # quantiles: the median is the point forecast
-            quantiles = self.meta["quantiles"]
-            y_hat = y_hat[..., median_index(quantiles)]
-        df = backtest_frame(job.frame, origins, truths, y_hat, self.wide)
+        df = backtest_frame(self.windows_table(job.frame, self.n_windows))
         target = backtest_path(job.target)
         write_table(df, target, self.format)
         errors = df["error"].to_numpy()
+        n = self.n_windows * job.frame.n_series
         self.log(
-            f"backtest {job.path.name}: {len(origins)} windows, MAE {np.abs(errors).mean():.4g}, "
+            f"backtest {job.path.name}: {plural(n, 'window')}, MAE {np.abs(errors).mean():.4g}, "
             f"RMSE {np.sqrt((errors**2).mean()):.4g}"
         )
         return target
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")

@@ -104,22 +104,29 @@ def test_seasonal_scale_matches_numpy():
     ],
 )
 def test_the_season_of_a_frequency(frequency, season):
-    from forecast.pipeline import season_of
+    from forecast.data.spec import season_of
 
     assert season_of(frequency) == season
 
 
-def test_mase_season_comes_from_the_model_then_the_data_then_the_frequency():
-    from types import SimpleNamespace
-
+def test_mase_season_comes_from_the_model_then_the_data_then_the_frequency(tmp_path):
     import numpy as np
+    import pandas as pd
 
-    from forecast.pipeline import resolve_season
+    from forecast.data import SeriesDataModule
+    from forecast.models import Forecaster
 
-    months = np.array(["2020-01-01", "2020-02-01", "2020-03-01"], "datetime64[ns]")
-    frame = SimpleNamespace(times=months, offsets=np.array([0, 3]), lengths=np.array([3]))
-    frame.calendar = "MS"
-    data = SimpleNamespace(frame=frame, season=None)
-    assert resolve_season(None, data) == 12
-    assert resolve_season(6, data) == 6
-    assert resolve_season(None, SimpleNamespace(frame=frame, season=24)) == 24
+    path = tmp_path / "monthly.csv"
+    months = pd.date_range("2000-01-01", periods=120, freq="MS")
+    pd.DataFrame({"date": months, "y": np.arange(120.0)}).to_csv(path, index=False)
+
+    def spec(**options):
+        dm = SeriesDataModule(path=str(path), lookback=24, horizon=6, **options)
+        dm.setup("fit")
+        return dm.spec
+
+    assert spec().frequency == "MS" and spec().season == 12  # from the frequency
+    assert spec(season=24).season == 24  # data.season
+    model = Forecaster(spec(season=24), season=6, segment_len=6)  # model.season wins
+    assert {m.season for m in model.metrics.values()} == {6}
+    assert {m.season for m in Forecaster(spec(), segment_len=6).metrics.values()} == {12}

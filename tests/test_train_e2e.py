@@ -48,7 +48,8 @@ def test_each_model_trains_tests_and_writes_its_artefacts(tmp_path, model, impl)
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert config["model"]["cell"] == model
-    assert config["model"]["lookback"] == 96  # resolved, not an interpolation
+    assert config["data"]["lookback"] == 96
+    assert isinstance(config["model"]["proj_size"], int)  # resolved, not an interpolation
     with open(run_dir / "metrics_per_step.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["step"]) for r in rows] == list(range(1, 97))
@@ -221,22 +222,23 @@ def test_the_recorded_frequency_skips_a_first_series_of_one_row():
     from its row to the next series' first row is no step at all."""
     from types import SimpleNamespace
 
-    from forecast.pipeline import frequency
+    from forecast.data.spec import frequency
+
+    def frame(times, offsets):
+        offsets = np.array(offsets)
+        return SimpleNamespace(
+            times=times, offsets=offsets, lengths=np.diff(offsets), calendar=None
+        )
 
     times = np.array(
         ["2020-01-05T00", "2019-01-01T00", "2019-01-01T01", "2019-01-01T02"], "datetime64[ns]"
     )
-    frame = SimpleNamespace(times=times, offsets=np.array([0, 1, 4]), lengths=np.array([1, 3]))
-    assert frequency(SimpleNamespace(frame=frame)) == "h"
-    one_row_each = SimpleNamespace(
-        times=times[:2], offsets=np.array([0, 1, 2]), lengths=np.array([1, 1])
-    )
-    assert frequency(SimpleNamespace(frame=one_row_each)) is None
+    assert frequency(frame(times, [0, 1, 4])) == "h"
+    assert frequency(frame(times[:2], [0, 1, 2])) is None
     for step, alias in (("15min", "15min"), ("1D", "D"), ("7D", "7D"), ("36h", "36h")):
         start = pd.Timestamp("2020-01-01")
         stepped = pd.DatetimeIndex([start, start + pd.Timedelta(step)]).to_numpy()
-        two = SimpleNamespace(times=stepped, offsets=np.array([0, 2]), lengths=np.array([2]))
-        assert frequency(SimpleNamespace(frame=two)) == alias
+        assert frequency(frame(stepped, [0, 2])) == alias
         assert pd.Timedelta(pd.tseries.frequencies.to_offset(alias)) == pd.Timedelta(step)
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
@@ -12,50 +14,52 @@ from torch.utils.data import DataLoader
 from forecast.data.errors import DataError
 from forecast.data.features import calendar_features
 from forecast.data.fetch import dataset_path
-from forecast.data.io import Frame, read_long, read_rows, read_wide
+from forecast.data.io import Frame
+from forecast.data.reading import ReadOptions, read
 from forecast.data.scaling import fit_params, scale_in_place
+from forecast.data.spec import DataSpec, frequency, season_of
 from forecast.data.splits import SPLITS, split_arrays
 from forecast.data.windows import RandomWindows, WindowDataset, collate
 
-LAYOUTS = ("wide", "long", "rows")
 CHANNEL_MODES = ("joint", "independent")
 
 
 class SeriesDataModule(pl.LightningDataModule):
-    """Train, val, test and predict windows of one wide, long or row-per-series file.
+    """Train, val, test and predict windows of one wide, long or row-per-series table.
 
-    Data: `path` (or `name`, a known data set fetched by `forecast.data.dataset_path`), its
-    `layout` (wide | long | rows) and `format` (csv | parquet, default by suffix), the column
-    names (`time_col`, `id_col`, `target`, `covariates`), and for `rows` a `test_path`/`test_name`
-    with each series' held-out continuation (it becomes the test targets).
-    Checks: `freq` (default: inferred), `fill` (error | ffill | interpolate | zero), `sort`,
-    `short` (error | skip series too short for the split).
+    Data: `path`, a file or a pandas DataFrame (or `name`, a known data set fetched by
+    `forecast.data.dataset_path`), and for `rows` a `test_path`/`test_name` with each series'
+    held-out continuation (it becomes the test targets). Reading (`forecast.data.ReadOptions`,
+    whose defaults these are): `layout` (wide | long | rows), `format` (csv | parquet, default by
+    suffix), the column names (`time_col`, `id_col`, `target`, `covariates`), `freq` (default:
+    inferred), `fill` (error | ffill | interpolate | zero), `sort`, `short` (error | skip series
+    too short for the split).
     Splits: `borders`, or `val_size`/`test_size` rows at each series' end, or `fractions`.
     Scaling: `scaler` (standard | minmax | robust | none) fitted on training rows, `scale_by`
     (channel | series). `channel_mode`: joint (all in, all out) or independent (each channel its own
     univariate series). `calendar`: features among hour, weekday, day, month, ... as
     `x_mark`/`y_mark`. `stride` thins training windows; val, test and predict use every window.
     `season`: the data's seasonal period, for MASE (None: from its frequency, see
-    `forecast.pipeline.season_of`).
+    `forecast.data.spec.season_of`). After `setup`, `spec` is what a model needs to know.
     """
 
     def __init__(
         self,
-        path: str | None = None,
+        path: str | Path | pd.DataFrame | None = None,
         name: str | None = None,
-        layout: str = "wide",
-        format: str | None = None,
-        time_col: str = "date",
-        id_col: str = "unique_id",
-        target: str | list[str] | None = None,
+        layout: str = ReadOptions.layout,
+        format: str | None = ReadOptions.format,
+        time_col: str | None = ReadOptions.time_col,
+        id_col: str | None = ReadOptions.id_col,
+        target: str | list[str] | None = ReadOptions.target,
         columns: list[str] | None = None,
-        covariates: list[str] | None = None,
+        covariates: list[str] | None = ReadOptions.covariates,
         test_path: str | None = None,
         test_name: str | None = None,
-        freq: str | int | None = None,
-        fill: str = "error",
-        sort: bool = False,
-        short: str = "error",
+        freq: str | int | None = ReadOptions.freq,
+        fill: str = ReadOptions.fill,
+        sort: bool = ReadOptions.sort,
+        short: str = ReadOptions.short,
         lookback: int = 96,
         horizon: int = 96,
         borders: list[int] | None = None,
@@ -76,23 +80,27 @@ class SeriesDataModule(pl.LightningDataModule):
     ):
         super().__init__()
         if path is None and name is None:
-            raise ValueError("give data.path (a file) or data.name (a known data set)")
-        if (
-            layout not in LAYOUTS
-            or channel_mode not in CHANNEL_MODES
-            or short not in ("error", "skip")
-        ):
+            raise ValueError("give data.path (a file or a DataFrame) or data.name (a data set)")
+        if channel_mode not in CHANNEL_MODES:
             raise ValueError(
-                f"layout must be one of {LAYOUTS}, channel_mode one of {CHANNEL_MODES} and short "
-                f"error or skip; got {layout!r}, {channel_mode!r}, {short!r}"
+                f"data.channel_mode must be one of {CHANNEL_MODES}, got {channel_mode!r}"
             )
         if target is not None and columns is not None and list(target) != list(columns):
             raise ValueError("data.columns is the older name of data.target: give one of them")
-        self.path, self.name, self.layout, self.format = path, name, layout, format
-        self.time_col, self.id_col = time_col, id_col
-        self.target, self.covariates = target if target is not None else columns, covariates
+        self.path, self.name = path, name
+        self.reading = ReadOptions(
+            layout=layout,
+            format=format,
+            time_col=time_col,
+            id_col=id_col,
+            target=target if target is not None else columns,
+            covariates=covariates,
+            freq=freq,
+            fill=fill,
+            sort=sort,
+            short=short,
+        )
         self.test_path, self.test_name = test_path, test_name
-        self.freq, self.fill, self.sort, self.short = freq, fill, sort, short
         self.lookback, self.horizon, self.stride = lookback, horizon, stride
         self.split_options = dict(
             borders=borders, fractions=fractions, val_size=val_size, test_size=test_size
@@ -108,10 +116,15 @@ class SeriesDataModule(pl.LightningDataModule):
             persistent_workers=persistent_workers and num_workers > 0,
         )
         self.frame: Frame | None = None
-        self.mean = self.scale = None  # [G, C]: G = 1, or one row per series (scale_by=series)
+        self.spec: DataSpec | None = None  # what the model needs, after setup
+        self.mean = self.scale = None  # [G, C]: G = 1, or one row per kept series
         # per covariate column, in the form of scaler_params()
         self.covariate_params: dict[str, list[float]] = {}
         self.datasets: dict[str, WindowDataset] = {}
+
+    @property
+    def short(self) -> str:
+        return self.reading.short
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
@@ -143,19 +156,37 @@ class SeriesDataModule(pl.LightningDataModule):
         self.datasets["predict"] = WindowDataset(
             values, self.lookback, 0, segments=segments, **common
         )
+        self.spec = self._spec(frame, kept)
+
+    def _spec(self, frame: Frame, kept: np.ndarray) -> DataSpec:
+        """The DataSpec: the scaler as a table a batch's `series` (an index into all the
+        file's series) picks rows from: one row, or one per series (skipped ones unscaled)."""
+        mean, scale = self.mean, self.scale
+        if len(mean) > 1:
+            mean = np.zeros((frame.n_series, mean.shape[1]))
+            scale = np.ones_like(mean)
+            mean[kept], scale[kept] = self.mean, self.scale
+        step = frequency(frame)
+        return DataSpec(
+            channels=frame.channels,
+            lookback=self.lookback,
+            horizon=self.horizon,
+            independent=self.channel_mode == "independent",
+            frequency=step,
+            season=self.season or season_of(step),
+            reading=self.reading,
+            scaler_mean=mean,
+            scaler_scale=scale,
+            scaler_kind=self.scaler_kind,
+            series_ids=frame.ids,
+        )
 
     def _read(self) -> Frame:
-        path = self.path if self.path is not None else dataset_path(self.name)
-        options = dict(format=self.format, fill=self.fill)
-        if self.layout == "rows":
-            test = self.test_path
-            if test is None and self.test_name is not None:
-                test = dataset_path(self.test_name)
-            return read_rows(path, None, test_path=test, **options)
-        options.update(freq=self.freq, sort=self.sort, covariates=self.covariates)
-        if self.layout == "long":
-            return read_long(path, self.id_col, self.time_col, self.target or "y", **options)
-        return read_wide(path, self.time_col, self.target, **options)
+        source = self.path if self.path is not None else dataset_path(self.name)
+        test = self.test_path
+        if test is None and self.test_name is not None:
+            test = dataset_path(self.test_name)
+        return read(source, self.reading, test_source=test)
 
     def _split(self, frame: Frame):
         """Kept series [S'] and their split starts and ends (relative to each series)."""
@@ -186,7 +217,7 @@ class SeriesDataModule(pl.LightningDataModule):
             f"(rows {start}..{end}) has {rows} rows, where it needs lookback + horizon = {need} "
             f"within the series; shorten lookback or horizon, or give more rows to {split}"
         )
-        if self.short == "error" or too_short.all():
+        if self.reading.short == "error" or too_short.all():
             fix = "" if frame.n_series == 1 else ", or set data.short=skip to leave such series out"
             raise DataError(message + fix)
         warnings.warn(

@@ -64,6 +64,10 @@ class Frame:
         return np.diff(self.offsets)
 
 
+# the name of a DataFrame source in messages and records (its rows are named by df.iloc)
+DATAFRAME = "DataFrame"
+
+
 @dataclass
 class Where:
     """Says where a data row is, in the words a person needs to find it in the file."""
@@ -79,9 +83,40 @@ class Where:
         return not self.path.endswith((".parquet", ".pq"))
 
     def row(self, row: int) -> str:
+        if self.path == DATAFRAME:
+            return f"row df.iloc[{row}]"
         if self.is_csv:
             return f"data row {row + 1} (line {row + 2} of the file)"
         return f"data row {row + 1}"
+
+
+def source_name(source) -> str:
+    """How messages and records name a source: its path, or DATAFRAME."""
+    return DATAFRAME if isinstance(source, pd.DataFrame) else str(source)
+
+
+def _table(source, format: str | None) -> pd.DataFrame:
+    """A file's table (read_table), or a DataFrame as the reader takes it (from_frame)."""
+    return from_frame(source) if isinstance(source, pd.DataFrame) else read_table(source, format)
+
+
+def from_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """A caller's DataFrame as a table: column names as text, a DatetimeIndex as a time column
+    (named after the index, else `ds`). The caller's frame is not changed."""
+    if isinstance(df.index, pd.DatetimeIndex):
+        name = df.index.name or "ds"
+        if name in df.columns:
+            raise DataError(
+                f"{DATAFRAME}: the time index is named {name!r} like a column; rename one of "
+                f"them, or reset_index() the frame"
+            )
+        df = df.reset_index(names=name)
+    else:
+        df = df.copy(deep=False)
+    if df.empty:
+        raise DataError(f"{DATAFRAME}: the frame has no rows; give a frame with data rows")
+    df.columns = [str(c) for c in df.columns]
+    return df
 
 
 def read_table(path: str | Path, format: str | None = None) -> pd.DataFrame:
@@ -147,14 +182,14 @@ def read_wide(
     sort: bool = False,
 ) -> Frame:
     """One series; `target` picks the channels (default: every column but time and covariates)."""
-    df = read_table(path, format)
+    df, name = _table(path, format), source_name(path)
     covariates = list(covariates or [])
     chosen = _as_list(target)
     target = chosen or [c for c in df.columns if c not in (time_col, *covariates)]
-    _require_columns(str(path), df, [time_col, *target, *covariates])
+    _require_columns(name, df, [time_col, *target, *covariates])
     if not chosen:
-        _refuse_unnamed(str(path), df, target)
-    return _build(str(path), df, None, time_col, target, covariates, freq, fill, sort)
+        _refuse_unnamed(name, df, target)
+    return _build(name, df, None, time_col, target, covariates, freq, fill, sort)
 
 
 def read_long(
@@ -170,10 +205,10 @@ def read_long(
     sort: bool = False,
 ) -> Frame:
     """Many series, one row per (series, time); rows of a series need not be adjacent."""
-    df = read_table(path, format)
+    df, name = _table(path, format), source_name(path)
     target, covariates = _as_list(target or "y"), list(covariates or [])
-    _require_columns(str(path), df, [id_col, time_col, *target, *covariates])
-    return _build(str(path), df, id_col, time_col, target, covariates, freq, fill, sort)
+    _require_columns(name, df, [id_col, time_col, *target, *covariates])
+    return _build(name, df, id_col, time_col, target, covariates, freq, fill, sort)
 
 
 def read_rows(
@@ -189,7 +224,7 @@ def read_rows(
     `test_path`, a file of the same layout holding each series' held-out continuation, is
     appended to its series; `Frame.holdout` says how many rows it added to each.
     """
-    ids, parts = _read_ragged(str(path), id_col, format, fill)  # each part [T_s]
+    ids, parts = _read_ragged(path, id_col, format, fill)  # each part [T_s]
     holdout = 0
     if test_path is not None:
         test_ids, test_parts = _read_ragged(str(test_path), id_col, format, fill)
@@ -204,14 +239,15 @@ def read_rows(
     values = np.concatenate(parts).astype(np.float32)[:, None]  # [N, 1], series end to end
     times = np.arange(offsets[-1], dtype=np.int64) - np.repeat(offsets[:-1], lengths)
     empty = np.zeros((len(values), 0), dtype=np.float32)
-    return Frame(str(path), tuple(ids), offsets, times, values, ("y",), empty, (), holdout)
+    name = source_name(path)
+    return Frame(name, tuple(ids), offsets, times, values, ("y",), empty, (), holdout)
 
 
 def _read_ragged(
-    path: str, id_col: str | None, format: str | None, fill: str
+    source, id_col: str | None, format: str | None, fill: str
 ) -> tuple[list[str], list[np.ndarray]]:
     """Ids [S] and each row's values [T_s] float64, padding trimmed and interior gaps filled."""
-    df = read_table(path, format)
+    df, path = _table(source, format), source_name(source)
     id_col = id_col or df.columns[0]
     _require_columns(path, df, [id_col])
     where = Where(path)

@@ -8,8 +8,10 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from forecast.metrics import ForecastMetrics, median_index, pinball
+from forecast.data.spec import DataSpec
+from forecast.metrics import ForecastMetrics, pinball
 from forecast.models.network import ForecastNet
+from forecast.quantiles import median_index
 
 LOSSES = ("mse", "mae", "huber", "quantile")
 
@@ -17,33 +19,37 @@ LOSSES = ("mse", "mae", "huber", "quantile")
 class Forecaster(pl.LightningModule):
     """Maps batch["x"] [B, lookback, C] (scaled) to a forecast of batch["y"] [B, horizon, C].
 
-    `net_options` are ForecastNet's (cell, impl, hidden_size, segment_len, ...).
+    `spec` is the data's DataSpec (from the DataModule after setup, or its dict from a
+    checkpoint): the network is built from it and `net_options` (ForecastNet's: cell, impl,
+    hidden_size, segment_len, ...), unless a network is given as `net`.
     `loss="quantile"` makes the network emit one forecast per entry of `quantiles`, trained with
     the pinball loss; its point forecast is the median (the quantile nearest 0.5). Metrics are
-    kept on the scaled values and, through the data scaler's mean and scale (`set_scaler`), on
-    the original ones. The scaler table is [groups, channels]: one group for one scaler over all
-    series, one per series (picked by `batch["series"]`) otherwise; `batch["channel"]` picks the
-    channel of a channel-independent batch.
+    kept on the scaled values and, through the spec's scaler, on the original ones. The scaler
+    table is [groups, channels]: one group for one scaler over all series, one per series
+    (picked by `batch["series"]`) otherwise; `batch["channel"]` picks the channel of a
+    channel-independent batch. `season` (MASE's period) defaults to the spec's.
     """
 
     def __init__(
         self,
-        n_channels: int,
-        lookback: int,
-        horizon: int,
-        loss: str = "mse",
+        spec: DataSpec | dict,
+        net: nn.Module | None = None,
+        loss: str = "mae",
         huber_delta: float = 1.0,
         quantiles: Sequence[float] = (0.1, 0.5, 0.9),
-        season: int = 1,
-        scaler_shape: Sequence[int] | None = None,
+        season: int | None = None,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., object] | None = None,
         **net_options,
     ):
         super().__init__()
         if loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+            raise ValueError(f"model.loss must be one of {LOSSES}, got {loss!r}")
+        spec = spec if isinstance(spec, DataSpec) else DataSpec.from_dict(spec)
+        if net is not None and net_options:
+            raise ValueError(f"give a network or its options, not both: {sorted(net_options)}")
+        self.save_hyperparameters(ignore=["spec", "net", "optimizer", "scheduler"])
+        self.spec = spec
         self.quantiles = tuple(float(q) for q in quantiles) if loss == "quantile" else ()
         q = self.quantiles
         if not all(0 < v < 1 for v in q) or any(a >= b for a, b in zip(q, q[1:], strict=False)):
@@ -51,28 +57,29 @@ class Forecaster(pl.LightningModule):
                 f"quantiles must be increasing and between 0 and 1, got {list(quantiles)}: the "
                 f"network's outputs are sorted, so they answer the levels in increasing order"
             )
-        self.net = ForecastNet(
-            n_channels, lookback, horizon, n_quantiles=max(len(self.quantiles), 1), **net_options
+        n_quantiles = max(len(self.quantiles), 1)
+        self.net = net or ForecastNet(
+            spec.n_channels, spec.lookback, spec.horizon, n_quantiles=n_quantiles, **net_options
         )
         self.median = median_index(self.quantiles)
-
-        scaler_shape = tuple(scaler_shape or (1, n_channels))
-        self.register_buffer("scaler_mean", torch.zeros(scaler_shape))
-        self.register_buffer("scaler_scale", torch.ones(scaler_shape))
+        # the data scaler [groups, channels]: original = scaled * scale + mean
+        self.register_buffer("scaler_mean", torch.as_tensor(spec.scaler_mean, dtype=torch.float32))
+        self.register_buffer(
+            "scaler_scale", torch.as_tensor(spec.scaler_scale, dtype=torch.float32)
+        )
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        season = season or spec.season
         self.metrics = nn.ModuleDict(
             {
-                f"{split}{scale}": ForecastMetrics(horizon, season, self.quantiles)
+                f"{split}{scale}": ForecastMetrics(spec.horizon, season, self.quantiles)
                 for split in ("val", "test")
                 for scale in ("", "_original")
             }
         )
         self.test_results: dict[str, torch.Tensor] = {}
 
-    def set_scaler(self, mean, scale) -> None:
-        """The data scaler's parameters [groups, channels]: original = scaled * scale + mean."""
-        self.scaler_mean.copy_(torch.as_tensor(mean, dtype=self.scaler_mean.dtype))
-        self.scaler_scale.copy_(torch.as_tensor(scale, dtype=self.scaler_scale.dtype))
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["data_spec"] = self.spec.to_dict()  # plain types: loads with weights_only
 
     def scaler_of(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and scale of each window of the batch: [B, 1, C]."""
@@ -144,6 +151,16 @@ class Forecaster(pl.LightningModule):
     def test_step(self, batch, batch_idx):
         self._update_metrics(batch, "test")
 
+    def predict_step(self, batch, batch_idx):
+        """Forecasts in the data's own units: `y_hat` [B, horizon, C, Q] (C = 1 for
+        channel-independent windows, whose `channel` says which), with the window's `series`."""
+        y_hat = self(batch["x"]).float()
+        mean, scale = self.scaler_of(batch)  # [B, 1, C]
+        out = {"series": batch["series"], "y_hat": y_hat * scale[..., None] + mean[..., None]}
+        if "channel" in batch:
+            out["channel"] = batch["channel"]
+        return out
+
     def on_test_epoch_end(self):
         self.test_results = {k: v.detach().cpu() for k, v in self._log_metrics("test").items()}
 
@@ -160,3 +177,4 @@ class Forecaster(pl.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "monitor": "val_mse", "interval": "epoch"},
         }
+

@@ -66,13 +66,13 @@ class ForecastNet(nn.Module):
         proj_size: int = 0,
         dropout: float = 0.0,
         bidirectional: bool = False,
-        segment_len: int = 1,
-        decoder: str = "direct",
+        segment_len: int = 24,
+        decoder: str = "pmf",
         embed_size: int | None = None,
         channel_independent: bool = True,
         revin: bool = True,
         highway: bool = False,
-        head_dropout: float = 0.0,
+        head_dropout: float = 0.5,
         n_quantiles: int = 1,
     ):
         super().__init__()

@@ -8,10 +8,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch.utils.data import SequentialSampler
 
+from forecast.config import compose_train_config
 from forecast.data import DataError, SeriesDataModule, WideDataModule, split_bounds
 from forecast.data.windows import RandomWindows
-
-CONF = Path(__file__).resolve().parents[2] / "conf" / "data"
 
 
 def test_ett_borders_follow_the_protocol():
@@ -217,7 +216,8 @@ def test_loaders_shuffle_only_training_and_batch_like_single_items(tmp_path):
 
 
 def compose(name: str, **overrides) -> SeriesDataModule:
-    cfg = OmegaConf.load(CONF / f"{name}.yaml")
+    """The data config `name` as train.py composes it (its `base` defaults included)."""
+    cfg = compose_train_config([f"data={name}"]).data
     return instantiate(OmegaConf.merge(cfg, overrides))
 
 

@@ -159,9 +159,11 @@ def test_quantile_forecasts_never_cross(decoder):
 
 
 def test_quantile_levels_must_increase():
+    from forecast.data import DataSpec
     from forecast.models import Forecaster
 
-    Forecaster(3, 24, 12, loss="quantile", quantiles=[0.1, 0.5, 0.9], segment_len=6)
+    spec = DataSpec.of(3, 24, 12)
+    Forecaster(spec, loss="quantile", quantiles=[0.1, 0.5, 0.9], segment_len=6)
     for bad in ([0.5, 0.1, 0.9], [0.1, 0.1, 0.9], [0.0, 0.5], [0.5, 1.0]):
         with pytest.raises(ValueError, match="quantiles must be increasing"):
-            Forecaster(3, 24, 12, loss="quantile", quantiles=bad, segment_len=6)
+            Forecaster(spec, loss="quantile", quantiles=bad, segment_len=6)
