@@ -14,7 +14,11 @@ import logging
 import math
 import os
 import sys
+import tempfile
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -69,13 +73,13 @@ def train(
     )
 
     start = time.perf_counter()
-    with no_nan_fill():
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    with no_nan_fill(), local_checkpoint(cfg.ckpt_path) as ckpt_path:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         fit_seconds = time.perf_counter() - start
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         ckpt = best or None
         # an empty list where the trainer runs no batches (e.g. trainer.limit_val_batches=0)
-        evaluate = dict(datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+        evaluate = dict(datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)
         val = first(trainer.validate(model, **evaluate))
         test = first(trainer.test(model, **evaluate))
     for split, results in (("val", val), ("test", test)):
@@ -101,6 +105,43 @@ def train(
         export(cfg, datamodule.spec, model, output_dir / "export")
     objective = metrics.get("val_mse", math.inf)
     return objective if math.isfinite(objective) else float("inf")
+
+
+@contextlib.contextmanager
+def local_checkpoint(ckpt_path: str | None, timeout: float = 60.0) -> Iterator[str | None]:
+    """`ckpt_path` as a local file whose content is only weights and plain data (it loads with
+    `weights_only=True`, so loading it runs no code): an http(s) URL is fetched into a temporary
+    folder first (removed afterwards); other URLs, a missing file, or a file holding Python
+    objects are refused (ConfigError)."""
+    if ckpt_path is None:
+        yield None
+        return
+    text = str(ckpt_path)
+    with tempfile.TemporaryDirectory(prefix="forecast-ckpt-") as folder:
+        if text.startswith(("http://", "https://")):
+            path = Path(folder) / "fetched.ckpt"
+            try:
+                with urllib.request.urlopen(text, timeout=timeout) as response:
+                    path.write_bytes(response.read())
+            except (urllib.error.URLError, OSError, ValueError) as err:
+                raise ConfigError(f"ckpt_path={text}: could not fetch it ({err})") from err
+        elif "://" in text:
+            raise ConfigError(
+                f"ckpt_path={text}: give a local file or an http(s) URL (fetch other URLs first)"
+            )
+        else:
+            path = Path(text)
+            if not path.is_file():
+                raise ConfigError(f"ckpt_path={text}: no such file; give a checkpoint file")
+        try:
+            torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - corrupt, or objects beyond weights: one line
+            raise ConfigError(
+                f"ckpt_path={text}: does not load as weights and plain data (a damaged file, or "
+                f"one holding Python objects, which could run code on loading): refused; give a "
+                f"checkpoint that train.py wrote (checkpoints/last.ckpt of a run)"
+            ) from err
+        yield str(path)
 
 
 def refuse_unused_inputs(cfg: DictConfig) -> None:

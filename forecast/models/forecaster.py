@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import nn
 
 from forecast.data.spec import DataSpec
+from forecast.errors import ConfigError
 from forecast.metrics import ForecastMetrics, pinball
 from forecast.models.network import ForecastNet
 from forecast.quantiles import median_index
@@ -80,6 +82,12 @@ class Forecaster(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["data_spec"] = self.spec.to_dict()  # plain types: loads with weights_only
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Refuse, before any weight is loaded, a checkpoint made for another model or data:
+        its weights would not fit (a wall of size mismatches), or fit and be wrong (another
+        data set's scaler)."""
+        refuse_other_checkpoint(checkpoint, dict(self.hparams), self.spec.to_dict())
 
     def scaler_of(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and scale of each window of the batch: [B, 1, C]."""
@@ -178,3 +186,37 @@ class Forecaster(pl.LightningModule):
             "lr_scheduler": {"scheduler": scheduler, "monitor": "val_mse", "interval": "epoch"},
         }
 
+
+def refuse_other_checkpoint(checkpoint: dict, hparams: dict, spec: dict) -> None:
+    """ConfigError when `checkpoint` was trained with other model options or on other data
+    (lookback, horizon, channels, scaler) than the model about to load it (`hparams`, `spec`)."""
+    ours, theirs = dict(hparams), dict(checkpoint.get("hyper_parameters", {}))
+    saved_spec = checkpoint.get("data_spec")
+    differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+    if differ:
+        shown = ", ".join(
+            f"model.{k}={theirs.get(k)!r} (this run: {ours.get(k)!r})" for k in differ[:4]
+        )
+        raise ConfigError(
+            f"ckpt_path: the checkpoint was trained with {shown}; resume with the options it was "
+            f"trained with (the overrides of its run, in its config.yaml)"
+        )
+    if saved_spec is None:
+        raise ConfigError(
+            "ckpt_path: the checkpoint records no data (it was written by an older version of "
+            "forecast); start a new run"
+        )
+    for key in ("lookback", "horizon", "channels", "independent"):
+        if spec[key] != saved_spec[key]:
+            raise ConfigError(
+                f"ckpt_path: the checkpoint was trained on data with {key}={saved_spec[key]!r}, "
+                f"this run's data has {spec[key]!r}; resume with the data and options of its run"
+            )
+    for key in ("scaler_mean", "scaler_scale"):
+        a, b = np.asarray(spec[key]), np.asarray(saved_spec[key])
+        if a.shape != b.shape or not np.allclose(a, b, rtol=1e-6, atol=0):
+            raise ConfigError(
+                "ckpt_path: the checkpoint was trained on other data (its scaler, fitted on its "
+                "training rows, differs from this run's); resume on the data of its run, or "
+                "start a new run on this data"
+            )

@@ -1,0 +1,116 @@
+"""Resuming from a checkpoint: only weights and plain data are loaded (never code, local file or
+URL), and a checkpoint made for another model or other data is refused before it loads."""
+
+import functools
+import http.server
+import pickle
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecast.config import compose_train_config
+from forecast.errors import ConfigError
+from forecast.pipeline import train
+
+pytestmark = pytest.mark.slow
+
+TINY = [
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=2",
+    "model.hidden_size=8",
+    "model.segment_len=12",
+    "data.lookback=24",
+    "data.horizon=12",
+    "data.batch_size=16",
+    "callbacks.early_stopping=null",
+]
+
+
+def write_series(path, level=0.0, n=300):
+    t = np.arange(n)
+    y = level + np.sin(2 * np.pi * t / 24) + 0.1 * np.cos(t / 7)
+    pd.DataFrame({"date": pd.date_range("2022-01-01", periods=n, freq="h"), "y": y}).to_csv(
+        path, index=False
+    )
+    return path
+
+
+def config(run_dir, data, *extra):
+    return compose_train_config(
+        ["data=csv", f"data.path={data}", f"output_dir={run_dir}", *TINY, *extra]
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ckpt")
+    data = write_series(folder / "a.csv")
+    train(config(folder / "run", data))
+    return folder, data, folder / "run" / "checkpoints" / "last.ckpt"
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(trained, tmp_path):
+    folder, data, _ = trained
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    evil = tmp_path / "evil.ckpt"
+    evil.write_bytes(pickle.dumps({"state_dict": Payload()}))
+    with pytest.raises(ConfigError, match="does not load as weights and plain data.*refused"):
+        train(config(tmp_path / "run", data, f"ckpt_path={evil}"))
+    assert not marker.exists()
+
+
+@pytest.fixture
+def serve(tmp_path):
+    """An HTTP server on loopback serving `tmp_path`; yields its base URL."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_url_is_fetched_and_loaded_as_weights_only(trained, tmp_path, serve):
+    folder, data, last = trained
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (tmp_path / "evil.ckpt").write_bytes(pickle.dumps({"state_dict": Payload()}))
+    with pytest.raises(ConfigError, match="does not load as weights and plain data.*refused"):
+        train(config(tmp_path / "evil_run", data, f"ckpt_path={serve}/evil.ckpt"))
+    assert not marker.exists()
+    (tmp_path / "good.ckpt").write_bytes(last.read_bytes())
+    resume = ["trainer.max_epochs=2", f"ckpt_path={serve}/good.ckpt"]
+    train(config(tmp_path / "resumed", data, *resume))
+    assert (tmp_path / "resumed" / "metrics.json").is_file()
+    with pytest.raises(ConfigError, match="could not fetch"):
+        train(config(tmp_path / "missing", data, f"ckpt_path={serve}/missing.ckpt"))
+    with pytest.raises(ConfigError, match="give a local file or an http"):
+        train(config(tmp_path / "s3", data, "ckpt_path=s3://bucket/x.ckpt"))
+
+
+def test_resuming_on_other_data_is_refused(trained, tmp_path):
+    folder, _, last = trained
+    other = write_series(tmp_path / "b.csv", level=100.0)  # same shape, another scale
+    with pytest.raises(ConfigError, match="trained on other data"):
+        train(config(tmp_path / "run", other, "trainer.max_epochs=2", f"ckpt_path={last}"))
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_resuming_without_the_runs_options_names_them(trained, tmp_path):
+    folder, data, last = trained
+    with pytest.raises(ConfigError, match=r"model.hidden_size=8 \(this run: 16\)"):
+        train(config(tmp_path / "run", data, "model.hidden_size=16", f"ckpt_path={last}"))
+    with pytest.raises(ConfigError, match="data with horizon=12, this run's data has 6"):
+        train(config(tmp_path / "run2", data, "data.horizon=6", f"ckpt_path={last}"))
