@@ -9,11 +9,14 @@ import sys
 import uuid
 
 import optuna
+import pandas as pd
 import pytest
 import sqlalchemy.exc
 from hydra import compose, initialize_config_dir
 from optuna.trial import TrialState
 
+import forecast
+from forecast.data import dataset_path
 from forecast.sweep import merge_overrides, open_storage, override, run_study, suggest
 from tests.conftest import ROOT, run_script
 
@@ -99,8 +102,13 @@ def test_study_in_sqlite_resumes_and_its_best_config_trains_again(tmp_path):
     assert [r["number"] for r in rows] == ["0", "1", "2"]
     assert {r["model"] for r in rows} <= {"lstm", "gru"}
     assert all(float(r["val_mse"]) == pytest.approx(float(r["value"])) for r in rows)
+    tail = pd.read_csv(dataset_path("ETTh1.csv")).tail(200)
     for trial in study.trials:
-        assert (sweep_dir / "trials" / str(trial.number) / "metrics.json").is_file()
+        # each trial is a run folder the API loads and forecasts with
+        run = forecast.load(sweep_dir / "trials" / str(trial.number))
+        assert run.metrics["val_mse"] == pytest.approx(trial.value)
+        assert run.config.model.cell == trial.params["model"]
+        assert len(run.predict(tail)) == 7 * run.horizon
 
     # same study name: the study is loaded, not replaced; its trials grow to the new n_trials
     run_sweep(sweep_dir, "sweep.n_trials=4", "sweep.study_name=s")
