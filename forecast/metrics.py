@@ -55,6 +55,21 @@ def scaled_absolute_error(
     return torch.where(scale > 0, absolute_error(y_hat, y) / scale, torch.nan)
 
 
+def naive_last(history: torch.Tensor, horizon: int) -> torch.Tensor:
+    """Repeat the last value: history [..., L, C] -> [..., horizon, C]."""
+    return history[..., -1:, :].expand(*history.shape[:-2], horizon, history.shape[-1])
+
+
+def naive_seasonal(history: torch.Tensor, horizon: int, season: int) -> torch.Tensor:
+    """Repeat the last season: history [..., L, C] -> [..., horizon, C]; the last value where
+    the history is shorter than a season (or the season is 1), as MASE's scale falls back."""
+    length = history.shape[-2]
+    if season <= 1 or length < season:
+        return naive_last(history, horizon)
+    rows = length - season + torch.arange(horizon, device=history.device) % season  # [H]
+    return history[..., rows, :]
+
+
 def pinball(y_hat_q: torch.Tensor, y: torch.Tensor, quantile: float) -> torch.Tensor:
     """Pinball (quantile) loss of the `quantile` forecast, elementwise."""
     error = y - y_hat_q
@@ -85,6 +100,13 @@ def mase(y_hat, y, history, season: int = 1):
     return scaled_absolute_error(y_hat, y, history, season).nanmean()
 
 
+def skill(mse_model, mse_naive_last, mse_naive_seasonal):
+    """1 - MSE / the better naive MSE: 1 is perfect, 0 no better than naive, below 0 worse.
+    NaN where both naive forecasts are exact (nothing to compare with)."""
+    best = torch.minimum(torch.as_tensor(mse_naive_last), torch.as_tensor(mse_naive_seasonal))
+    return torch.where(best > 0, 1 - mse_model / best, torch.nan)
+
+
 def owa(smape_value: float, mase_value: float, smape_naive2: float, mase_naive2: float) -> float:
     """Overall weighted average of the M4 competition, relative to Naive2."""
     return 0.5 * (smape_value / smape_naive2 + mase_value / mase_naive2)
@@ -92,7 +114,9 @@ def owa(smape_value: float, mase_value: float, smape_naive2: float, mase_naive2:
 
 class ForecastMetrics(Metric):
     """Accumulates MSE, MAE, RMSE, MAPE, sMAPE, MASE (and pinball loss and coverage per quantile)
-    over batches, overall and per horizon step.
+    over batches, overall and per horizon step; and the MSE of the two naive forecasts on the
+    same windows (repeat the last value, repeat the last season) with the model's skill against
+    the better of them: 1 - MSE / min(naive MSEs) (0: no better than naive; below 0: worse).
 
     update(y_hat [B, H, C], y [B, H, C], history [B, L, C], y_hat_q [B, H, C, Q] or None).
     """
@@ -102,7 +126,8 @@ class ForecastMetrics(Metric):
     def __init__(self, horizon: int, season: int = 1, quantiles: tuple[float, ...] = ()):
         super().__init__()
         self.season, self.quantiles = season, tuple(quantiles)
-        for name in ("se", "ae", "ape", "sape", "sae", "count", "ape_count", "sae_count"):
+        names = ("se", "ae", "ape", "sape", "sae", "count", "ape_count", "sae_count")
+        for name in (*names, "se_naive_last", "se_naive_seasonal"):
             self.add_state(name, torch.zeros(horizon, dtype=torch.float64), dist_reduce_fx="sum")
         n_q = len(self.quantiles)
         self.add_state("pinball", torch.zeros(n_q, dtype=torch.float64), dist_reduce_fx="sum")
@@ -121,6 +146,10 @@ class ForecastMetrics(Metric):
         self.sae += per_step(sae.nan_to_num(0.0))
         self.sae_count += per_step((~sae.isnan()).double())
         self.count += per_step(torch.ones_like(y))
+        horizon = y.shape[-2]
+        self.se_naive_last += per_step(squared_error(naive_last(history, horizon), y))
+        seasonal = naive_seasonal(history, horizon, self.season)
+        self.se_naive_seasonal += per_step(squared_error(seasonal, y))
         if y_hat_q is not None:
             y_hat_q = y_hat_q.double()
             for i, q in enumerate(self.quantiles):
@@ -137,6 +166,9 @@ class ForecastMetrics(Metric):
             "mase": self.sae / self.sae_count,
         }
         step["rmse"] = step["mse"].sqrt()
+        step["mse_naive_last"] = self.se_naive_last / self.count
+        step["mse_naive_seasonal"] = self.se_naive_seasonal / self.count
+        step["skill"] = skill(step["mse"], step["mse_naive_last"], step["mse_naive_seasonal"])
         total = self.count.sum()
         result = {
             "mse": self.se.sum() / total,
@@ -146,6 +178,10 @@ class ForecastMetrics(Metric):
             "mase": self.sae.sum() / self.sae_count.sum(),
         }
         result["rmse"] = result["mse"].sqrt()
+        result["mse_naive_last"] = self.se_naive_last.sum() / total
+        result["mse_naive_seasonal"] = self.se_naive_seasonal.sum() / total
+        naive = (result["mse_naive_last"], result["mse_naive_seasonal"])
+        result["skill"] = skill(result["mse"], *naive)
         result.update({f"{name}_step": values for name, values in step.items()})
         for i, q in enumerate(self.quantiles):
             label = f"q{round(q * 100):02d}"

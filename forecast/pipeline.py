@@ -98,6 +98,15 @@ def train(
         "wall_seconds": round(time.perf_counter() - start, 3),
         "best_checkpoint": os.path.relpath(best, output_dir) if best else None,
     }
+    if metrics.get("val_skill", 0.0) < 0:
+        log.warning(
+            "validation skill %.3f: this model forecasts the validation windows worse than a "
+            "naive forecast (val_mse %.4g; repeating the last value %.4g, the last season %.4g)",
+            metrics["val_skill"],
+            metrics["val_mse"],
+            metrics["val_mse_naive_last"],
+            metrics["val_mse_naive_seasonal"],
+        )
     if trainer.is_global_zero:
         write_atomic(output_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         write_atomic(output_dir / "metrics_per_step.csv", per_step_csv(model.test_results))

@@ -19,7 +19,15 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 # the metrics a summary shows first, when a run has them; the rest follow in name order
-LEADING_METRICS = ("val_mse", "val_mae", "test_mse", "test_mae", "fit_seconds")
+LEADING_METRICS = (
+    "val_mse",
+    "val_mae",
+    "val_skill",
+    "test_mse",
+    "test_mae",
+    "test_skill",
+    "fit_seconds",
+)
 
 
 def columns_of(rows: Sequence[dict[str, Any]], leading: Sequence[str]) -> list[str]:

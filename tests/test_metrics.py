@@ -130,3 +130,44 @@ def test_mase_season_comes_from_the_model_then_the_data_then_the_frequency(tmp_p
     model = Forecaster(spec(season=24), season=6, segment_len=6)  # model.season wins
     assert {m.season for m in model.metrics.values()} == {6}
     assert {m.season for m in Forecaster(spec(), segment_len=6).metrics.values()} == {12}
+
+
+@pytest.mark.parametrize("season", [1, 5, 24, 60])
+def test_naive_forecasts_and_skill_match_the_baselines(data, season):
+    """The naive scores against forecast.baselines' naive and seasonal naive (numpy), window by
+    window; skill against hand computation. A season longer than the history (60 > 48) falls
+    back to the last value, as MASE's scale does."""
+    from forecast.baselines import naive, seasonal_naive
+
+    y_hat, y, history = data
+    metric = M.ForecastMetrics(horizon=12, season=season)
+    metric.update(y_hat[:2], y[:2], history[:2])
+    metric.update(y_hat[2:], y[2:], history[2:])
+    result = metric.compute()
+    last, seasonal = np.zeros(y.shape), np.zeros(y.shape)
+    for b in range(5):
+        for c in range(3):
+            h = history[b, :, c].numpy()
+            last[b, :, c] = naive(h, 12)
+            lag = season if len(h) >= season else 1
+            seasonal[b, :, c] = seasonal_naive(h, 12, lag)
+    truth = y.numpy()
+    mse_last, mse_seasonal = ((last - truth) ** 2).mean(), ((seasonal - truth) ** 2).mean()
+    assert result["mse_naive_last"].item() == pytest.approx(mse_last, rel=1e-12)
+    assert result["mse_naive_seasonal"].item() == pytest.approx(mse_seasonal, rel=1e-12)
+    mse = ((y_hat.numpy() - truth) ** 2).mean()
+    assert result["skill"].item() == pytest.approx(1 - mse / min(mse_last, mse_seasonal), rel=1e-12)
+    per_step = ((last - truth) ** 2).mean(axis=(0, 2))
+    np.testing.assert_allclose(result["mse_naive_last_step"].numpy(), per_step, rtol=1e-12)
+
+
+def test_skill_is_zero_for_the_naive_forecast_itself_and_nan_with_nothing_to_beat():
+    history = torch.arange(24.0).reshape(1, 24, 1)
+    y = torch.full((1, 6, 1), 30.0)
+    metric = M.ForecastMetrics(horizon=6, season=1)
+    metric.update(M.naive_last(history, 6), y, history)
+    assert metric.compute()["skill"].item() == pytest.approx(0.0, abs=1e-12)
+    flat = torch.ones(1, 24, 1)
+    metric = M.ForecastMetrics(horizon=6, season=1)
+    metric.update(torch.zeros(1, 6, 1), torch.ones(1, 6, 1), flat)
+    assert torch.isnan(metric.compute()["skill"])

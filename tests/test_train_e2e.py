@@ -42,6 +42,9 @@ def test_each_model_trains_tests_and_writes_its_artefacts(tmp_path, model, impl)
             for split in ("val", "test"):
                 assert math.isfinite(metrics[f"{split}_{name}{scale}"]), (split, name, scale)
     assert metrics["test_windows"] == 2785  # ETTh1 protocol, lookback 96, horizon 96
+    for split in ("val", "test"):  # the naive forecasts on the same windows, and the skill
+        naive = min(metrics[f"{split}_mse_naive_last"], metrics[f"{split}_mse_naive_seasonal"])
+        assert metrics[f"{split}_skill"] == pytest.approx(1 - metrics[f"{split}_mse"] / naive)
     assert metrics["best_checkpoint"].startswith("checkpoints/")
     best = run_dir / metrics["best_checkpoint"]
     torch.load(best, weights_only=True)  # no arbitrary pickles
