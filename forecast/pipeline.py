@@ -254,8 +254,9 @@ def per_step_csv(results: dict[str, torch.Tensor]) -> str:
 
 def plot_test_windows(model, datamodule, path: Path, n_windows: int = 4) -> None:
     """History, truth and forecast of a few evenly spaced test windows, last channel, in the
-    original units."""
-    from forecast.plots import plot_forecasts
+    original units, on the data's time axis where it has timestamps; titled with the model, the
+    data and the test MSE."""
+    from forecast.plots import plot_forecasts, plot_title, window_times
 
     dataset = datamodule.datasets["test"]
     picks = np.linspace(0, len(dataset) - 1, n_windows).astype(int).tolist()
@@ -267,7 +268,15 @@ def plot_test_windows(model, datamodule, path: Path, n_windows: int = 4) -> None
     mean, scale = model.scaler_of({k: v.to(model.device) for k, v in batch.items()})
     original = lambda t: (t.to(mean) * scale + mean)[..., -1].cpu().numpy()  # noqa: E731
     channel = datamodule.channels[-1] if "channel" not in batch else "value"
-    plot_forecasts(original(x), original(batch["y"]), original(y_hat), channel, path)
+    plot_forecasts(
+        original(x),
+        original(batch["y"]),
+        original(y_hat),
+        channel,
+        path,
+        title=plot_title(model, datamodule),
+        times=window_times(dataset, picks, datamodule.frame.times),
+    )
 
 
 def export_meta(cfg: DictConfig, datamodule, model) -> dict:
