@@ -22,6 +22,7 @@ register_resolvers()
 def main(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
+    from pytorch_lightning.utilities import rank_zero_only
 
     from forecast.cli import check_train_config, reported
     from forecast.data.errors import DataError
@@ -37,7 +38,8 @@ def main(cfg: DictConfig) -> float:
         except DataError as err:
             print(f"train.py: {err}", file=sys.stderr)
             sys.exit(2)
-    if hydra_cfg.mode == RunMode.RUN:  # a multirun says where its summary went, at its end
+    # once per run (DDP runs this in every process); a multirun says where its summary went
+    if hydra_cfg.mode == RunMode.RUN and rank_zero_only.rank == 0:
         print(run_summary(Path(cfg.output_dir)))
     return objective
 
