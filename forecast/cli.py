@@ -314,12 +314,33 @@ def union_members(expected: Any) -> list[Any]:
 
 
 def check_train_config(cfg: DictConfig, overrides: Sequence[str], known: Mapping[str, Any] = ()):
-    """What train.py and sweep.py refuse before any work: values of the wrong type, and inputs
-    our forecasters would ignore (`forecast.pipeline.refuse_unused_inputs`)."""
+    """What train.py and sweep.py refuse before any work: values of the wrong type, windows of
+    no length, a checkpoint that is not there, and inputs our forecasters would ignore
+    (`forecast.pipeline.refuse_unused_inputs`)."""
     from forecast.pipeline import refuse_unused_inputs
 
     check_overrides(cfg, overrides, known)
+    for key in ("lookback", "horizon"):
+        value = cfg.data.get(key)
+        if isinstance(value, int) and value < 1:
+            raise ConfigError(f"data.{key}={value}: give a positive number of steps")
+    check_checkpoint(cfg.ckpt_path)
     try:
         refuse_unused_inputs(cfg)
     except ValueError as err:
         raise ConfigError(str(err)) from None
+
+
+# ckpt_path values Lightning resolves itself (the run folder's last or best checkpoint, ...)
+LIGHTNING_CHECKPOINTS = ("last", "best", "hpc", "registry")
+
+
+def check_checkpoint(path: str | None) -> None:
+    """`ckpt_path` names a file (or a URL, or one of Lightning's names)."""
+    if path is None or str(path) in LIGHTNING_CHECKPOINTS or "://" in str(path):
+        return
+    if not Path(path).is_file():
+        raise ConfigError(
+            f"ckpt_path={path}: no such file; give a run's checkpoint, e.g. "
+            f"ckpt_path=outputs/<date>/<time>/checkpoints/last.ckpt"
+        )

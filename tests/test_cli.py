@@ -48,6 +48,8 @@ def refused(*args: str) -> str:
         (["train.py", "data.lookback=abc"], "data.lookback=abc: data.lookback takes an integer"),
         (["train.py", "trainer.max_epochs=1.5"], "trainer.max_epochs takes an integer or null"),
         (["train.py", "threads=0"], "threads=0: give auto or a positive number of threads"),
+        (["train.py", "data.horizon=0"], "data.horizon=0: give a positive number of steps"),
+        (["train.py", "ckpt_path=nowhere/last.ckpt"], "ckpt_path=nowhere/last.ckpt: no such file"),
         (["train.py", "data.calendar=[hour"], "cannot read 'data.calendar=[hour'"),
         (["train.py", "model.cell=lstx"], "model: cell must be one of"),
         (["train.py", "+model.colour=red"], "model.colour is not an option here: remove it"),
