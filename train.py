@@ -32,7 +32,7 @@ def main(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     with reported(__file__, "config"):
         check_train_config(cfg, hydra_cfg.overrides.task)
-        apply_threads(cfg.threads)
+        apply_threads(cfg.get("threads", "auto"))  # a best.yaml of an older sweep has none
         try:
             objective = train(cfg)
         except DataError as err:
