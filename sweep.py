@@ -2,7 +2,8 @@
 
 Writes, in the sweep directory (`outputs/sweeps/<study name>` unless hydra.run.dir says otherwise):
 study.db (the default storage), trials/<number>/ (one train run each), trials.csv and trials.md
-(every trial), best.yaml (the best trial's config for train.py) and best.json.
+(every trial), best.yaml (the best trial's config for train.py) and best.json; and says so at the
+end. A configuration mistake is one line on stderr, exit status 2.
 """
 
 import re
@@ -11,8 +12,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from forecast.cli import run
 from forecast.config import register_configs
-from forecast.runtime import tune_malloc
+from forecast.runtime import apply_threads, prepare_process
 
 register_configs()
 
@@ -25,22 +27,33 @@ def main(cfg: DictConfig) -> float | None:
     from hydra import compose
     from hydra.core.hydra_config import HydraConfig
 
-    from forecast.sweep import override_key, run_study
+    from forecast.cli import ConfigError, check_train_config, reported
+    from forecast.summary import study_message
+    from forecast.sweep import check_one_process, override_key, run_study
 
     hydra_cfg = HydraConfig.get()
     train_overrides = [
         o for o in hydra_cfg.overrides.task if re.split(r"[./]", override_key(o))[0] not in OWN_KEYS
     ]
-    study = run_study(
-        cfg.sweep,
-        lambda overrides: compose(config_name="config", overrides=overrides),
-        train_overrides,
-        Path(hydra_cfg.runtime.output_dir),
-    )
+    with reported(__file__, "sweep"):
+        check_train_config(cfg, hydra_cfg.overrides.task, known={"sweep.timeout": float | None})
+        try:
+            check_one_process(cfg)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        apply_threads(cfg.threads)
+        sweep_dir = Path(hydra_cfg.runtime.output_dir)
+        study = run_study(
+            cfg.sweep,
+            lambda overrides: compose(config_name="config", overrides=overrides),
+            train_overrides,
+            sweep_dir,
+        )
+    print(study_message(sweep_dir))
     completed = [t for t in study.trials if t.value is not None]
     return study.best_value if completed else None
 
 
 if __name__ == "__main__":
-    tune_malloc()
-    main()
+    prepare_process()
+    run(main, __file__, "sweep")

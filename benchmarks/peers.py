@@ -3,7 +3,7 @@
     python benchmarks/peers.py                  # every method, 10 epochs each
     python benchmarks/peers.py --epochs 3       # a smaller shared budget
     python benchmarks/peers.py --epochs 3 --minutes 2   # and at most 2 minutes of training each
-    python benchmarks/peers.py --quick          # 1 epoch of 2 batches (smoke test, minutes)
+    python benchmarks/peers.py --quick          # smoke test: 2 batches, one of ours per code path
     python benchmarks/peers.py --methods gru/torch dlinear naive
 
 Every method runs in its own subprocess (`--worker METHOD`), so its peak RSS is its own, and
@@ -55,6 +55,9 @@ def max_time() -> str | None:
 BF16 = " bf16-mixed"
 OURS = [f"{cell}/{impl}" for cell in ("lstm", "lstmp", "gru") for impl in ("torch", "custom")]
 OURS += ["lstm/torch" + BF16]
+# --quick (a smoke test, so that this script cannot rot): one of ours per code path, torch's fused
+# modules, our cell loop with its C++ kernels, mixed precision; tested on QUICK_BATCHES batches
+QUICK_OURS = ["lstm/torch", "lstmp/custom", "lstm/torch" + BF16]
 PEERS = {  # method -> module it needs
     "neuralforecast LSTM": "neuralforecast",
     "darts BlockRNN LSTM": "darts",
@@ -161,7 +164,7 @@ def run_ours(method: str, epochs: int, quick: bool, out: Path) -> dict:
     if precision:
         overrides.append(f"trainer.precision={precision}")
     if quick:
-        limits = ("limit_train_batches", "limit_val_batches")
+        limits = ("limit_train_batches", "limit_val_batches", "limit_test_batches")
         overrides += [f"++trainer.{limit}={QUICK_BATCHES}" for limit in limits]
     if max_time():
         overrides.append(f"++trainer.max_time='{max_time()}'")
@@ -183,6 +186,8 @@ def run_ours(method: str, epochs: int, quick: bool, out: Path) -> dict:
     metrics = json.loads((Path(cfg.output_dir) / "metrics.json").read_text())
     model = Watch.model.eval()  # trainer.test left the best checkpoint's weights in it
     x, y = windows(Watch.data, "test")
+    if quick:  # the windows trainer.test saw: its first batches, in order
+        x, y = (t[: QUICK_BATCHES * cfg.data.eval_batch_size] for t in (x, y))
     y_hat, infer_seconds = predict_timed(lambda b: model(b)[..., model.median], x)
     result = score(y_hat, y)
     if not math.isclose(result["mse"], metrics["test_mse"], rel_tol=1e-3):
@@ -578,14 +583,19 @@ def main() -> None:
     parser.add_argument(
         "--minutes", type=float, default=None, help="and at most this much training, every method"
     )
-    parser.add_argument("--quick", action="store_true", help=f"1 epoch of {QUICK_BATCHES} batches")
-    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS, metavar="M")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"1 epoch of {QUICK_BATCHES} batches, fewer of ours"
+    )
+    parser.add_argument("--methods", nargs="+", default=None, choices=METHODS, metavar="M")
     parser.add_argument("--out", type=Path, default=None, help="run directories (default: temp)")
     parser.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
         args.epochs = 1
+    if args.methods is None:
+        skipped = [m for m in OURS if m not in QUICK_OURS] if args.quick else []
+        args.methods = [m for m in METHODS if m not in skipped]
     BUDGET["minutes"] = args.minutes
     if args.worker:
         result = run_worker(args.worker, args.epochs, args.quick, args.out)
@@ -593,9 +603,9 @@ def main() -> None:
         return
 
     from forecast.nn import fused
-    from forecast.runtime import tune_malloc
+    from forecast.runtime import prepare_process
 
-    tune_malloc()  # every worker inherits the allocator settings train.py runs with
+    prepare_process()  # every worker inherits the process settings train.py runs with
     # our C++ kernels are compiled on first use, once per machine: do that here, so that no
     # worker's fit time or peak RSS (which counts the compiler, a child) includes it
     fused.extension()

@@ -38,6 +38,9 @@ from forecast.export import export_bundle
 
 log = logging.getLogger(__name__)
 register_configs()
+# ckpt_path values Lightning resolves itself (the run folder's last or best checkpoint, ...); it
+# loads them with weights_only=True like any other
+LIGHTNING_CHECKPOINTS = ("last", "best", "hpc", "registry")
 
 
 def train(
@@ -122,8 +125,8 @@ def local_checkpoint(ckpt_path: str | None, timeout: float = 60.0) -> Iterator[s
     `weights_only=True`, so loading it runs no code): an http(s) URL is fetched into a temporary
     folder first (removed afterwards); other URLs, a missing file, or a file holding Python
     objects are refused (ConfigError)."""
-    if ckpt_path is None:
-        yield None
+    if ckpt_path is None or str(ckpt_path) in LIGHTNING_CHECKPOINTS:
+        yield ckpt_path
         return
     text = str(ckpt_path)
     with tempfile.TemporaryDirectory(prefix="forecast-ckpt-") as folder:
@@ -245,8 +248,9 @@ def per_step_csv(results: dict[str, torch.Tensor]) -> str:
 
 def plot_test_windows(model, datamodule, path: Path, n_windows: int = 4) -> None:
     """History, truth and forecast of a few evenly spaced test windows, last channel, in the
-    original units."""
-    from forecast.plots import plot_forecasts
+    original units, on the data's time axis where it has timestamps; titled with the model, the
+    data and the test MSE."""
+    from forecast.plots import plot_forecasts, plot_title, window_times
 
     dataset = datamodule.datasets["test"]
     picks = np.linspace(0, len(dataset) - 1, n_windows).astype(int).tolist()
@@ -258,7 +262,15 @@ def plot_test_windows(model, datamodule, path: Path, n_windows: int = 4) -> None
     mean, scale = model.scaler_of({k: v.to(model.device) for k, v in batch.items()})
     original = lambda t: (t.to(mean) * scale + mean)[..., -1].cpu().numpy()  # noqa: E731
     channel = datamodule.channels[-1] if "channel" not in batch else "value"
-    plot_forecasts(original(x), original(batch["y"]), original(y_hat), channel, path)
+    plot_forecasts(
+        original(x),
+        original(batch["y"]),
+        original(y_hat),
+        channel,
+        path,
+        title=plot_title(model, datamodule),
+        times=window_times(dataset, picks, datamodule.frame.times),
+    )
 
 
 def export_meta(cfg: DictConfig, spec: DataSpec, model) -> dict:

@@ -1,4 +1,5 @@
-"""Tables of many runs (a Hydra multirun, an Optuna study) as CSV and markdown.
+"""What a run says when it ends, and tables of many runs (a Hydra multirun, an Optuna study) as
+CSV and markdown.
 
 Light on purpose: Hydra instantiates `MultirunSummary` at the start of every `train.py` run, so
 this module imports neither Lightning nor Optuna.
@@ -28,6 +29,48 @@ LEADING_METRICS = (
     "test_skill",
     "fit_seconds",
 )
+# the end of train.py: these test metrics of metrics.json, under these names
+RUN_METRICS = {
+    "test_mse": "MSE",
+    "test_mae": "MAE",
+    "test_mase": "MASE",
+    "test_skill": "skill against naive",
+}
+
+
+def shown_path(path: Path) -> str:
+    """`path` relative to the working directory where it lies below it, else absolute."""
+    path = Path(path).absolute()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def run_summary(run_dir: Path) -> str:
+    """The lines train.py ends with: the main test metrics of `run_dir`'s metrics.json, the run
+    folder, and the command that forecasts with the run."""
+    metrics_file = Path(run_dir) / "metrics.json"
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    shown = [f"{name} {metrics[key]:.4g}" for key, name in RUN_METRICS.items() if key in metrics]
+    if shown:
+        scores = f"test {', '.join(shown)} (normalised scale)"
+    else:
+        scores = "no test metrics (no test batches were run)"
+    epochs = f"; {metrics['epochs']} epoch(s) in {metrics['fit_seconds']:.0f} s" if metrics else ""
+    folder = shown_path(run_dir)
+    lines = [
+        f"done: {scores}{epochs}",
+        f"run folder: {folder} (metrics.json, forecast.png, checkpoints/, export/)",
+    ]
+    if (Path(run_dir) / "export" / "meta.json").is_file():
+        lines.append(
+            f"next: python predict.py model_dir={folder} input=<file, folder or glob> "
+            f"output=<folder>"
+        )
+    else:
+        lines.append("next: this run has no export/ to forecast with (see the warnings above)")
+    return "\n".join(lines)
 
 
 def columns_of(rows: Sequence[dict[str, Any]], leading: Sequence[str]) -> list[str]:
@@ -114,3 +157,33 @@ class MultirunSummary(Callback):
         rows, swept = multirun_rows(sweep_dir)
         if rows:
             write_tables(rows, ("job", "status", *swept, *LEADING_METRICS), sweep_dir / "summary")
+        print(multirun_message(rows, sweep_dir))
+
+
+def multirun_message(rows: Sequence[dict[str, Any]], sweep_dir: Path) -> str:
+    """Where the summary of a multirun went, after its runs."""
+    folder = shown_path(sweep_dir)
+    if not rows:
+        return f"done: no run of this multirun wrote its folder under {folder}"
+    failed = sum(row["status"] != "ok" for row in rows)
+    count = f"{len(rows)} runs" + (f", {failed} without metrics.json" if failed else "")
+    return (
+        f"done: {count}; one row each in {folder}/summary.md (main metrics) and "
+        f"{folder}/summary.csv (every override and metric), each run in {folder}/<job>/"
+    )
+
+
+def study_message(sweep_dir: Path) -> str:
+    """Where a sweep's summary went, after its trials (from the best.json it wrote)."""
+    folder = shown_path(sweep_dir)
+    trials = f"every trial in {folder}/trials.md (and trials.csv)"
+    best_file = Path(sweep_dir) / "best.json"
+    if not best_file.is_file():
+        return f"done: no trial completed yet; {trials}"
+    best = json.loads(best_file.read_text())
+    counts = ", ".join(f"{n} {state.lower()}" for state, n in best["trials"].items() if n)
+    return (
+        f"done: study {best['study']} ({counts}); best {best['metric']} {best['value']:.4g} "
+        f"(trial {best['number']}); {trials}; train the best again: python train.py "
+        f"--config-dir {folder} --config-name best"
+    )

@@ -1,5 +1,7 @@
+import gzip
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,9 +20,15 @@ def shared_data_dir() -> Path | None:
     return None
 
 
+# looked up once, when the tests are collected: a test that changes FORECAST_DATA_DIR (the fetch
+# tests drop it to exercise the download) must not hide the reference data from the others
+SHARED_DATA = shared_data_dir()
+
+
 def require_shared_data() -> Path:
-    """The reference data folder; without it a test fails in CI and skips elsewhere, saying why."""
-    found = shared_data_dir()
+    """The reference data folder (with the M4 files); without it a test fails in CI and skips
+    elsewhere, saying why. Tests that need only ETTh1 take `etth1_csv`, which ships."""
+    found = SHARED_DATA
     if found is None:
         message = "the reference data sets (../shared/data) are not beside this checkout"
         if os.environ.get("CI"):
@@ -29,9 +37,18 @@ def require_shared_data() -> Path:
     return found
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     return require_shared_data()
+
+
+@pytest.fixture(scope="session")
+def etth1_csv(tmp_path_factory) -> Path:
+    """ETTh1 as a plain CSV file, from the copy that ships with the repository (data/)."""
+    path = tmp_path_factory.mktemp("etth1") / "ETTh1.csv"
+    with gzip.open(ROOT / "data" / "ETTh1.csv.gz", "rb") as source, open(path, "wb") as target:
+        shutil.copyfileobj(source, target)
+    return path
 
 
 def run_script(*args: str, keep_data_dir: bool = False, timeout: float = 600):

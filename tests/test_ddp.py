@@ -8,6 +8,7 @@ about 1e-4 relative (tested at 1e-3). Where the windows split evenly, nothing is
 agree to float rounding (tested at 1e-6).
 """
 
+import json
 import math
 
 import pytest
@@ -42,7 +43,10 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path):
     # validation on the first 256 windows either way (2 batches of 64 per process, or 4 batches
     # in one process): an even split, nothing repeated; test on all 2785 windows: one repeated
     val_256 = "data.eval_batch_size=64"
-    trained = run_train(tmp_path / "ddp", *DDP, val_256, "+trainer.limit_val_batches=2")
+    ddp = [*TINY, *DDP, val_256, "+trainer.limit_val_batches=2"]
+    result = conftest.run_script("train.py", f"hydra.run.dir={tmp_path / 'ddp'}", *ddp)
+    assert result.stdout.count("\ndone: test MSE") == 1  # one summary, from rank 0
+    trained = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
     assert all(math.isfinite(trained[f"test_{name}"]) for name in METRICS)
     assert trained["test_windows"] == 2785
     last = tmp_path / "ddp" / "checkpoints" / "last.ckpt"

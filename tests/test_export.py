@@ -43,8 +43,8 @@ def bundle(tmp_path, cell, proj, impl, decoder, quantiles=1):
     return ScaledForecastNet(net, mean, scale).eval()
 
 
-def raw_inputs(shared_data):
-    values = pd.read_csv(shared_data / "ETTh1.csv").drop(columns="date").to_numpy("float32")
+def raw_inputs(etth1_csv):
+    values = pd.read_csv(etth1_csv).drop(columns="date").to_numpy("float32")
     real = np.stack([values[i : i + 96] for i in (0, 5000, 12000)])
     fresh = np.random.default_rng(1).normal(10, 5, size=(5, 96, 7)).astype("float32")
     return [real, fresh, fresh[:1]]  # real windows, random ones, a batch of one
@@ -52,12 +52,12 @@ def raw_inputs(shared_data):
 
 @pytest.mark.parametrize(("cell", "proj", "impl", "decoder"), CASES)
 def test_torchscript_and_onnx_equal_the_in_memory_model(
-    tmp_path, shared_data, cell, proj, impl, decoder
+    tmp_path, etth1_csv, cell, proj, impl, decoder
 ):
     reference = bundle(tmp_path, cell, proj, impl, decoder)
     for engine in ("torchscript", "onnx"):
         exported = ExportedModel(tmp_path, engine)
-        for x in raw_inputs(shared_data):
+        for x in raw_inputs(etth1_csv):
             with torch.no_grad():
                 expected = reference(torch.from_numpy(x)).numpy()
             np.testing.assert_allclose(exported.predict(x), expected, rtol=1e-5, atol=1e-5)

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 def test_multirun_over_the_three_models_writes_one_summary_row_each(tmp_path):
     sweep_dir = tmp_path / "grid"
-    run_script(
+    result = run_script(
         "train.py",
         "-m",
         f"hydra.sweep.dir={sweep_dir}",
@@ -41,3 +41,7 @@ def test_multirun_over_the_three_models_writes_one_summary_row_each(tmp_path):
     # the markdown table shows the swept keys and the main metrics
     assert markdown[0].startswith("| job | status | model | val_mse |")
     assert len(markdown) == 2 + 3
+    # the multirun ends by saying where the summary went, not with one summary per job
+    last = result.stdout.splitlines()[-1]
+    assert last.startswith("done: 3 runs; one row each in ") and f"{sweep_dir}/summary.md" in last
+    assert "next: python predict.py" not in result.stdout

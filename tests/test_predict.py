@@ -15,7 +15,7 @@ from forecast import predict as P
 from forecast.data.errors import DataError
 from forecast.data.io import Frame
 from forecast.metrics import smape
-from tests.conftest import ROOT, require_shared_data, run_script
+from tests.conftest import ROOT, run_script
 
 pytestmark = pytest.mark.slow
 
@@ -41,11 +41,6 @@ def m4_model(tmp_path_factory, request):
 @pytest.fixture(scope="module")
 def etth1_model(tmp_path_factory):
     return train(tmp_path_factory.mktemp("etth1") / "run", "model.loss=quantile", "data.horizon=24")
-
-
-@pytest.fixture(scope="module")
-def shared_data():
-    return require_shared_data()
 
 
 def quiet(*args, **kwargs):
@@ -89,8 +84,8 @@ def test_forecasts_scale_with_their_series(m4_model, shared_data, tmp_path):
     )
 
 
-def test_wide_quantile_forecast_continues_the_timestamps(etth1_model, shared_data, tmp_path):
-    summary = quiet(etth1_model, format="parquet").run(shared_data / "ETTh1.csv", tmp_path)
+def test_wide_quantile_forecast_continues_the_timestamps(etth1_model, etth1_csv, tmp_path):
+    summary = quiet(etth1_model, format="parquet").run(etth1_csv, tmp_path)
     assert summary.series == 7
     out = pd.read_parquet(tmp_path / "ETTh1.forecast.parquet")
     assert list(out.columns) == [
@@ -117,9 +112,9 @@ def test_wide_quantile_forecast_continues_the_timestamps(etth1_model, shared_dat
     np.testing.assert_array_equal(out["y_hat"], out["y_hat_q50"])
 
 
-def test_engines_agree(etth1_model, shared_data, tmp_path):
-    quiet(etth1_model).run(shared_data / "ETTh1.csv", tmp_path / "ts")
-    quiet(etth1_model, engine="onnx").run(shared_data / "ETTh1.csv", tmp_path / "onnx")
+def test_engines_agree(etth1_model, etth1_csv, tmp_path):
+    quiet(etth1_model).run(etth1_csv, tmp_path / "ts")
+    quiet(etth1_model, engine="onnx").run(etth1_csv, tmp_path / "onnx")
     a = pd.read_csv(tmp_path / "ts" / "ETTh1.forecast.csv")
     b = pd.read_csv(tmp_path / "onnx" / "ETTh1.forecast.csv")
     np.testing.assert_allclose(a["y_hat"], b["y_hat"], rtol=1e-5, atol=1e-4)
@@ -140,8 +135,8 @@ def test_batches_across_files_give_the_same_forecasts(m4_model, shared_data, tmp
         assert small["unique_id"].nunique() == 5
 
 
-def test_bad_files_are_reported_and_the_others_forecast(etth1_model, shared_data, tmp_path):
-    good = pd.read_csv(shared_data / "ETTh1.csv").iloc[:300]
+def test_bad_files_are_reported_and_the_others_forecast(etth1_model, etth1_csv, tmp_path):
+    good = pd.read_csv(etth1_csv).iloc[:300]
     inputs = tmp_path / "in"
     inputs.mkdir()
     good.to_csv(inputs / "good.csv", index=False)
@@ -186,15 +181,15 @@ def predict(*args, timeout=300):
     return result.returncode, result.stdout + result.stderr
 
 
-def etth1_tail(shared_data, path, rows=200):
-    data = pd.read_csv(shared_data / "ETTh1.csv").iloc[-rows:]
+def etth1_tail(etth1_csv, path, rows=200):
+    data = pd.read_csv(etth1_csv).iloc[-rows:]
     data.to_csv(path, index=False)
     return data
 
 
-def test_up_to_date_files_are_skipped_unless_overwrite(etth1_model, shared_data, tmp_path):
+def test_up_to_date_files_are_skipped_unless_overwrite(etth1_model, etth1_csv, tmp_path):
     source = tmp_path / "etth1.csv"
-    etth1_tail(shared_data, source)
+    etth1_tail(etth1_csv, source)
     assert quiet(etth1_model).run(source, tmp_path / "out").files == 1
     record = json.loads((tmp_path / "out" / "etth1.forecast.csv.json").read_text())
     assert record["input"]["path"] == str(source.resolve())
@@ -209,10 +204,10 @@ def test_up_to_date_files_are_skipped_unless_overwrite(etth1_model, shared_data,
     assert quiet(etth1_model).run(source, tmp_path / "out").files == 1
 
 
-def test_an_input_replaced_by_an_older_copy_is_forecast_again(etth1_model, shared_data, tmp_path):
+def test_an_input_replaced_by_an_older_copy_is_forecast_again(etth1_model, etth1_csv, tmp_path):
     """`cp -p` keeps the copy's old time: the forecast is newer, yet made from other data."""
     source, other = tmp_path / "etth1.csv", tmp_path / "archive" / "etth1.csv"
-    etth1_tail(shared_data, source)
+    etth1_tail(etth1_csv, source)
     other.parent.mkdir()
     data = pd.read_csv(source)
     data["OT"] = data["OT"] * 2
@@ -228,10 +223,10 @@ def test_an_input_replaced_by_an_older_copy_is_forecast_again(etth1_model, share
     assert not np.allclose(before["y_hat"], after["y_hat"])
 
 
-def test_a_forecast_by_another_model_is_made_again(etth1_model, shared_data, tmp_path):
+def test_a_forecast_by_another_model_is_made_again(etth1_model, etth1_csv, tmp_path):
     """Retrained in place (another horizon) or another run directory: not up to date."""
     source = tmp_path / "etth1.csv"
-    etth1_tail(shared_data, source)
+    etth1_tail(etth1_csv, source)
     run = tmp_path / "run"
     shutil.copytree(etth1_model / "export", run / "export")
     out = tmp_path / "out"
@@ -251,9 +246,9 @@ def test_a_forecast_by_another_model_is_made_again(etth1_model, shared_data, tmp
     assert quiet(run, engine="onnx").run(source, out).files == 1  # another engine
 
 
-def test_a_forecast_read_with_other_options_is_made_again(etth1_model, shared_data, tmp_path):
+def test_a_forecast_read_with_other_options_is_made_again(etth1_model, etth1_csv, tmp_path):
     source, out = tmp_path / "etth1.csv", tmp_path / "out"
-    etth1_tail(shared_data, source)
+    etth1_tail(etth1_csv, source)
     assert quiet(etth1_model).run(source, out).files == 1
     assert quiet(etth1_model, data_options={"fill": "error"}).run(source, out).skipped == 1
     assert quiet(etth1_model, data_options={"fill": "ffill"}).run(source, out).files == 1
@@ -296,18 +291,18 @@ def test_inputs_that_would_write_the_same_forecast_are_refused(etth1_model, tmp_
     assert str(tmp_path / "b" / "data.csv") in report
 
 
-def test_an_output_that_is_a_file_is_refused(etth1_model, shared_data, tmp_path):
+def test_an_output_that_is_a_file_is_refused(etth1_model, etth1_csv, tmp_path):
     source, out = tmp_path / "etth1.csv", tmp_path / "forecasts"
-    etth1_tail(shared_data, source)
+    etth1_tail(etth1_csv, source)
     out.write_text("keep me")
     with pytest.raises(P.PredictError, match=f"output={out} is a file, not a folder"):
         quiet(etth1_model).run(source, out)
     assert out.read_text() == "keep me"
 
 
-def test_reading_options_are_set_on_the_command_line(etth1_model, shared_data, tmp_path):
+def test_reading_options_are_set_on_the_command_line(etth1_model, etth1_csv, tmp_path):
     source = tmp_path / "gappy.csv"
-    data = etth1_tail(shared_data, source)
+    data = etth1_tail(etth1_csv, source)
     data.loc[data.index[150], "OT"] = np.nan
     data.to_csv(source, index=False)
     common = [
@@ -339,10 +334,10 @@ def test_unknown_reading_options_are_refused(etth1_model):
         quiet(etth1_model, data_options={"lookback": 48, "fill": None})
 
 
-def test_a_file_at_another_frequency_is_refused(etth1_model, shared_data, tmp_path):
+def test_a_file_at_another_frequency_is_refused(etth1_model, etth1_csv, tmp_path):
     inputs = tmp_path / "in"
     inputs.mkdir()
-    data = etth1_tail(shared_data, inputs / "hourly.csv")
+    data = etth1_tail(etth1_csv, inputs / "hourly.csv")
     daily = data.assign(date=pd.date_range("2020-01-01", periods=len(data), freq="D"))
     daily.to_csv(inputs / "daily.csv", index=False)
     summary = quiet(etth1_model).run(inputs, tmp_path / "out")
@@ -384,9 +379,9 @@ def test_check_frequency_compares_steps_not_strings():
     P.check_frequency(frame(steps[:3], [0, 3]), "h")  # integer time has no unit to compare
 
 
-def test_backtest_lines_up_forecasts_with_the_truth(etth1_model, shared_data, tmp_path):
+def test_backtest_lines_up_forecasts_with_the_truth(etth1_model, etth1_csv, tmp_path):
     source = tmp_path / "tail.csv"
-    data = pd.read_csv(shared_data / "ETTh1.csv").iloc[-300:]
+    data = pd.read_csv(etth1_csv).iloc[-300:]
     data.to_csv(source, index=False)
     quiet(etth1_model, backtest=True, n_windows=2).run(source, tmp_path)
     bt = pd.read_csv(tmp_path / "tail.backtest.csv", parse_dates=["origin", "ds"])
@@ -437,10 +432,10 @@ def test_an_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
-def test_zoned_input_is_forecast_in_labelled_utc(etth1_model, shared_data, tmp_path):
+def test_zoned_input_is_forecast_in_labelled_utc(etth1_model, etth1_csv, tmp_path):
     """Times with an offset are read as UTC instants; the forecasts say +00:00 rather than
     passing UTC off as the file's local time (a naive label an hour behind here)."""
-    rows = pd.read_csv(shared_data / "ETTh1.csv").tail(200)
+    rows = pd.read_csv(etth1_csv).tail(200)
     local = pd.DatetimeIndex(rows["date"]).tz_localize("Etc/GMT-1")  # UTC+01:00, no DST
     rows["date"] = local.astype(str)
     assert rows["date"].iloc[-1].endswith("+01:00")

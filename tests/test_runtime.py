@@ -2,7 +2,11 @@ import os
 import subprocess
 import sys
 
-from forecast.runtime import MALLOC_SETTINGS, OPT_OUT
+import pytest
+import torch
+
+from forecast.cli import ConfigError
+from forecast.runtime import MALLOC_SETTINGS, OPENMP_USER_KEYS, OPT_OUT, apply_threads
 
 SHOW = (
     "from forecast.runtime import tune_malloc; tune_malloc(); "
@@ -59,3 +63,34 @@ def test_importing_forecast_leaves_the_global_random_generators_alone():
     n_modules, *unchanged = out.stdout.split()
     assert int(n_modules) > 20
     assert unchanged == ["True", "True", "True"]
+
+
+def test_openmp_threads_sleep_when_idle_unless_the_user_chose():
+    show = (
+        "from forecast.runtime import prepare_process; prepare_process(); import os; "
+        "print(os.environ.get('OMP_WAIT_POLICY'))"
+    )
+    clean = {k: v for k, v in os.environ.items() if k not in OPENMP_USER_KEYS}
+
+    def policy(**env) -> str:
+        out = subprocess.run(
+            [sys.executable, "-c", show], env={**clean, **env}, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    assert policy() == "PASSIVE"
+    assert policy(OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"
+    assert policy(GOMP_SPINCOUNT="300000") == "None"  # libgomp's own spin count, kept
+
+
+def test_threads_are_torch_s_own_or_a_positive_count():
+    before = torch.get_num_threads()
+    try:
+        assert apply_threads("auto") == before
+        assert apply_threads(1) == 1 == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    for bad in (0, -1, "many", True, 1.5):
+        with pytest.raises(ConfigError, match="give auto or a positive number of threads"):
+            apply_threads(bad)

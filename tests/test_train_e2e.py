@@ -97,8 +97,8 @@ def test_same_seed_gives_same_metrics_and_overrides_apply(tmp_path):
     assert first["test_windows"] == (14400 - 11520 + 48) - 48 - 24 + 1
 
 
-def test_data_path_override_reads_another_file(tmp_path, shared_data):
-    metrics = run_train(tmp_path / "p", f"data.path={shared_data / 'ETTh1.csv'}", "data.horizon=24")
+def test_data_path_override_reads_another_file(tmp_path, etth1_csv):
+    metrics = run_train(tmp_path / "p", f"data.path={etth1_csv}", "data.horizon=24")
     assert metrics["test_windows"] == (14400 - 11520 + 96) - 96 - 24 + 1
 
 

@@ -135,7 +135,7 @@ def season_of(frequency: str | int | None) -> int:
         if step < day and day % step == pd.Timedelta(0):
             return int(day / step)
         return {day: 7, 7 * day: 52}.get(step, 1)
-    name = offset.name.split("-")[0]  # MS, ME, QS, QE, YS, YE, B, W, ...
+    name = offset.rule_code.split("-")[0]  # MS, ME, QS, QE, YS, YE, B, W, ...
     periods = {"MS": 12, "ME": 12, "M": 12, "BMS": 12, "BME": 12, "SMS": 24, "SME": 24}
     periods.update({"QS": 4, "QE": 4, "Q": 4, "BQS": 4, "BQE": 4, "B": 5, "C": 5, "W": 52})
     return periods.get(name, 1)

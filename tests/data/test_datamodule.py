@@ -28,8 +28,8 @@ def test_sizes_take_val_and_test_blocks_from_the_end():
     assert bounds == {"train": (0, 904), "val": (894, 952), "test": (942, 1000)}
 
 
-def test_etth1_windows_and_scaling_follow_the_protocol(shared_data):
-    dm = WideDataModule(path=str(shared_data / "ETTh1.csv"), borders=[8640, 11520, 14400])
+def test_etth1_windows_and_scaling_follow_the_protocol(etth1_csv):
+    dm = WideDataModule(path=str(etth1_csv), borders=[8640, 11520, 14400])
     dm.setup("fit")
     assert {k: len(v) for k, v in dm.datasets.items()} == {
         "train": 8640 - 192 + 1,
@@ -37,7 +37,7 @@ def test_etth1_windows_and_scaling_follow_the_protocol(shared_data):
         "test": 2785,
         "predict": 1,  # the last lookback rows of the file, to forecast what follows it
     }
-    raw = pd.read_csv(shared_data / "ETTh1.csv")
+    raw = pd.read_csv(etth1_csv)
     values = raw.drop(columns="date").to_numpy()
     mean, std = values[:8640].mean(0), values[:8640].std(0)
     # the first test window starts lookback rows before the test border, z-scored on train rows
@@ -246,7 +246,7 @@ def test_m4_hourly_test_windows_end_at_the_train_part_and_target_the_test_file(
         assert mean == pytest.approx(history[:-48].mean())
 
 
-def test_etth1_and_csv_configs_build(shared_data, tmp_path):
+def test_etth1_and_csv_configs_build(tmp_path):
     etth1 = compose("etth1", columns=["OT"])
     etth1.setup("fit")
     assert etth1.n_channels == 1 and len(etth1.datasets["test"]) == 2785
