@@ -64,7 +64,10 @@ def plot_forecasts(
 def plot_title(model, datamodule) -> str:
     """The model, the data and the test score: "lstm (torch) on ETTh1.csv, test MSE 0.391"."""
     hparams = model.hparams
-    data = Path(datamodule.path or datamodule.name).name
+    from forecast.data.io import source_name
+
+    source = datamodule.path if datamodule.path is not None else datamodule.name
+    data = Path(source_name(source)).name
     mse = model.test_results.get("test_mse")
     score = f", test MSE {float(mse):.4g}" if mse is not None else ""
     return f"{hparams.get('cell', 'model')} ({hparams.get('impl', '?')}) on {data}{score}"
