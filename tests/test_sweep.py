@@ -20,8 +20,8 @@ from tests.conftest import ROOT, run_script
 TINY = [
     "trainer.max_epochs=1",
     "trainer.limit_train_batches=2",
-    "+trainer.limit_val_batches=2",
-    "+trainer.limit_test_batches=2",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
     "model.hidden_size=8",
     "data.batch_size=16",
     "data.eval_batch_size=16",
