@@ -8,6 +8,10 @@ Layouts:
 Every check refuses with `DataError`, naming the file, the column, the first offending row (or
 series) and the fix. Rows are counted as data rows from 1 (the header is not a data row); for a
 CSV file the line of the file is given as well.
+
+Times: a column of text or timestamps is parsed as timestamps; a numeric one is integer time
+steps, never epoch seconds (pandas would read those as nanoseconds): floats must be whole.
+Values: numbers up to `LARGEST`; true/false columns are refused rather than read as 1/0.
 """
 
 from __future__ import annotations
