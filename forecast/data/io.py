@@ -648,6 +648,20 @@ def _numeric(where: Where, column: pd.Series, name: str) -> np.ndarray:
                 f"{where.path}: column {name!r}, {where.row(row)}: value {column.iloc[row]!r} is "
                 f"not a number; fix it, or remove the column if it is not a series"
             )
+    if not _within(values, LARGEST):
+        _refuse_large(where, values, name)
+    return values
+
+
+def _within(values: np.ndarray, bound: float) -> bool:
+    """Whether every value that is not NaN lies in [-bound, bound]; no copy of the column."""
+    if not len(values):
+        return True
+    return bool(np.fmin.reduce(values) >= -bound and np.fmax.reduce(values) <= bound)
+
+
+def _refuse_large(where: Where, values: np.ndarray, name: str) -> None:
+    """Refuse the first finite value beyond LARGEST (inf is the fill's to refuse or fill)."""
     with np.errstate(invalid="ignore"):
         large = np.isfinite(values) & (np.abs(values) > LARGEST)
     if large.any():
@@ -658,7 +672,6 @@ def _numeric(where: Where, column: pd.Series, name: str) -> np.ndarray:
             f"(half its range, so that centring cannot overflow); fix the value, or scale the "
             f"column down (e.g. divide it by 1e6)"
         )
-    return values
 
 
 def _refuse_booleans(where: Where, name: str) -> None:
