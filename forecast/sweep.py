@@ -37,6 +37,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
+from forecast.atomic import remove_stale_parts
 from forecast.atomic import write_text as write_atomic
 from forecast.pipeline import build, train
 from forecast.summary import LEADING_METRICS, write_tables
@@ -216,6 +217,7 @@ def run_study(
     `settings.timeout` seconds pass), then write the reports."""
     check_one_process(compose(list(base_overrides)))
     sweep_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_parts(sweep_dir)  # reports a killed run was writing
     url = settings.storage or f"sqlite:///{(sweep_dir / 'study.db').resolve()}"
     heartbeat = dict(
         heartbeat_interval=settings.heartbeat_interval, grace_period=settings.grace_period

@@ -254,6 +254,8 @@ def test_trials_of_dead_workers_are_failed_retried_and_their_folders_removed(tmp
     dead.set_user_attr("output_dir", str(folder))
     # trial 1: a worker killed between creating its trial and the first heartbeat
     study.ask()
+    # and the reports a killed run was writing (no process holds the file's lock)
+    (tmp_path / "sweep" / ".trials.csv.k1ll3d_0.part").write_text("half")
     time.sleep(3)  # both lost (silent for over the 1 s grace period) when the run starts
     study = study_in_process(tmp_path, "sweep.n_trials=2", *QUICK_HEARTBEAT, *HIDDEN_4_OR_8)
     states = [(t.number, t.state, t.user_attrs.get("retry_of")) for t in study.trials]
@@ -266,6 +268,7 @@ def test_trials_of_dead_workers_are_failed_retried_and_their_folders_removed(tmp
     assert study.trials[2].params == dead.params  # the same point, tried again
     assert not folder.exists()
     assert sorted(os.listdir(tmp_path / "sweep" / "trials")) == ["2", "3"]
+    assert not (tmp_path / "sweep" / ".trials.csv.k1ll3d_0.part").exists()
     rows = read_csv(tmp_path / "sweep" / "trials.csv")
     assert "sent no heartbeat" in rows[0]["error"] and f"{folder} was removed" in rows[0]["error"]
     assert "unknown (it never started)" in rows[1]["error"]
