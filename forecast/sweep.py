@@ -137,13 +137,17 @@ class Objective:
         self.base_overrides, self.sweep_dir = list(base_overrides), sweep_dir
         self.storage = storage
 
+    def sample(self, trial: optuna.Trial) -> dict[str, Any]:
+        return suggest(trial, self.space)
+
     def __call__(self, trial: optuna.Trial) -> float:
         run_dir = self.sweep_dir / "trials" / str(trial.number)
-        if self.storage is not None:  # before `worker`: see fail_lost_trials
-            self.storage.record_heartbeat(trial_id(self.storage, trial.study, trial.number))
-        trial.set_user_attr("worker", WORKER)
         try:
-            params = suggest(trial, self.space)
+            # parameters, a heartbeat, then `worker`, in this order: see fail_lost_trials
+            params = self.sample(trial)
+            if self.storage is not None:
+                self.storage.record_heartbeat(trial_id(self.storage, trial.study, trial.number))
+            trial.set_user_attr("worker", WORKER)
             overrides = merge_overrides(
                 self.base_overrides, [override(k, v) for k, v in params.items()]
             )
@@ -243,7 +247,7 @@ def run_study(
     deadline = time.monotonic() + settings.timeout if settings.timeout else math.inf
     waiting_for: set[int] = set()
     while time.monotonic() < deadline:
-        fail_lost_trials(study, storage, settings.grace_period, on_lost)
+        fail_lost_trials(study, storage, settings.grace_period, on_lost, objective.sample)
         trials = study.get_trials(deepcopy=False)
         if budget_used(trials) < settings.n_trials or any(
             t.state == TrialState.WAITING for t in trials
@@ -283,28 +287,36 @@ def budget_used(trials: Sequence[FrozenTrial]) -> int:
     return sum(t.state in COUNTED and t.number not in retried for t in trials)
 
 
-def fail_lost_trials(study, storage, grace_period: int, on_lost) -> None:
+def fail_lost_trials(study, storage, grace_period: int, on_lost, sample) -> None:
     """Fail the trials whose worker is gone, calling `on_lost` for each.
 
-    Optuna fails a running trial whose heartbeat is older than the grace period, but not one that
-    never sent a heartbeat (a worker killed between creating the trial and its first beat):
-    such a trial has no `worker` attribute either (the objective records a heartbeat before
-    it), and is lost once as old as the grace period.
+    Optuna fails a running trial whose heartbeat is older than the grace period. The objective
+    samples the parameters, records a heartbeat and then sets `worker`; a trial without `worker`
+    half a grace period after it started belongs to a worker killed in between (microseconds,
+    mostly), and is failed here first, before Optuna would: one without a heartbeat Optuna never
+    fails, and one without parameters, failed, would stop BruteForceSampler for good (its tree
+    takes a finished trial without parameters for the whole search space). Such a trial has its
+    parameters drawn now (`sample`), and is retried with them.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
-    oldest = datetime.datetime.now() - datetime.timedelta(seconds=grace_period)
+    oldest = datetime.datetime.now() - datetime.timedelta(seconds=grace_period / 2)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if "worker" in trial.user_attrs or trial.datetime_start > oldest:
             continue
         key = trial_id(storage, study, trial.number)
+        if not trial.params:
+            try:
+                sample(optuna.Trial(study, key))
+            except Exception as error:  # e.g. another worker sampled it meanwhile
+                log.warning("trial %d: its parameters not drawn (%s)", trial.number, error)
         try:
             failed = storage.set_trial_state_values(key, state=TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:  # another worker was first
             continue
         if failed:
             on_lost(study, storage.get_trial(key))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
 
 
 class LostTrials:

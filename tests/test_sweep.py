@@ -257,22 +257,32 @@ def test_trials_of_dead_workers_are_failed_retried_and_their_folders_removed(tmp
     # and the reports a killed run was writing (no process holds the file's lock)
     (tmp_path / "sweep" / ".trials.csv.k1ll3d_0.part").write_text("half")
     time.sleep(3)  # both lost (silent for over the 1 s grace period) when the run starts
-    study = study_in_process(tmp_path, "sweep.n_trials=2", *QUICK_HEARTBEAT, *HIDDEN_4_OR_8)
+    # BruteForceSampler: it takes a finished trial without parameters for the whole space
+    study = study_in_process(
+        tmp_path,
+        "sweep.n_trials=2",
+        "sweep.sampler._target_=optuna.samplers.BruteForceSampler",
+        "sweep.sampler.seed=0",
+        *QUICK_HEARTBEAT,
+        *HIDDEN_4_OR_8,
+    )
     states = [(t.number, t.state, t.user_attrs.get("retry_of")) for t in study.trials]
     assert states == [
         (0, TrialState.FAIL, None),
         (1, TrialState.FAIL, None),
-        (2, TrialState.COMPLETE, 0),
-        (3, TrialState.COMPLETE, 1),
+        (2, TrialState.COMPLETE, 1),
+        (3, TrialState.COMPLETE, 0),
     ]  # no trial beyond: a failed trial that was retried does not use up the budget
-    assert study.trials[2].params == dead.params  # the same point, tried again
+    assert study.trials[3].params == dead.params  # the same point, tried again
+    # the trial that never drew its parameters had them drawn when found lost: the other point
+    assert study.trials[2].params == study.trials[1].params != dead.params
     assert not folder.exists()
     assert sorted(os.listdir(tmp_path / "sweep" / "trials")) == ["2", "3"]
     assert not (tmp_path / "sweep" / ".trials.csv.k1ll3d_0.part").exists()
     rows = read_csv(tmp_path / "sweep" / "trials.csv")
     assert "sent no heartbeat" in rows[0]["error"] and f"{folder} was removed" in rows[0]["error"]
     assert "unknown (it never started)" in rows[1]["error"]
-    assert [r["retry_of"] for r in rows] == ["", "", "0", "1"]
+    assert [r["retry_of"] for r in rows] == ["", "", "1", "0"]
     best = json.loads((tmp_path / "sweep" / "best.json").read_text())
     assert best["trials"]["COMPLETE"] == 2
 
