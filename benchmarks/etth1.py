@@ -67,8 +67,8 @@ def main() -> None:
         extra += [
             "trainer.max_epochs=1",
             "trainer.limit_train_batches=2",
-            "+trainer.limit_val_batches=2",
-            "+trainer.limit_test_batches=2",
+            "trainer.limit_val_batches=2",
+            "trainer.limit_test_batches=2",
         ]
     out = args.out or Path(tempfile.mkdtemp(prefix="etth1-bench-"))
     # our C++ kernels compile on first use, once per machine: not inside a timed run

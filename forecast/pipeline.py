@@ -29,6 +29,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ProgressBar
 
+from forecast.atomic import remove_stale_parts
 from forecast.atomic import write_text as write_atomic
 from forecast.callbacks import RNGStateCheckpoint
 from forecast.config import register_configs
@@ -58,6 +59,8 @@ def train(
     """
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    for folder in (output_dir, output_dir / "export", output_dir / "checkpoints"):
+        remove_stale_parts(folder)  # what a run killed in this folder left half-written
     write_atomic(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     refuse_unused_inputs(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -101,6 +104,7 @@ def train(
         "wall_seconds": round(time.perf_counter() - start, 3),
         "best_checkpoint": os.path.relpath(best, output_dir) if best else None,
     }
+    refuse_diverged(metrics, cfg)
     if metrics.get("val_skill", 0.0) < 0:
         log.warning(
             "validation skill %.3f: this model forecasts the validation windows worse than a "
@@ -117,6 +121,19 @@ def train(
         export(cfg, datamodule.spec, model, output_dir / "export")
     objective = metrics.get("val_mse", math.inf)
     return objective if math.isfinite(objective) else float("inf")
+
+
+def refuse_diverged(metrics: dict, cfg: DictConfig) -> None:
+    """A model whose validation or test MSE is not finite diverged (or met values it overflows
+    on): refused before anything is exported or recorded as done."""
+    bad = [k for k in ("val_mse", "test_mse") if k in metrics and not math.isfinite(metrics[k])]
+    if bad:
+        lr = OmegaConf.select(cfg, "model.optimizer.lr", default=None)
+        raise ConfigError(
+            f"model.optimizer.lr={lr}: the model diverged ({bad[0]}={metrics[bad[0]]}), so it "
+            f"is not exported; lower the learning rate or trainer.gradient_clip_val, or check "
+            f"the data for values far outside the training rows"
+        )
 
 
 @contextlib.contextmanager

@@ -4,14 +4,18 @@ For every input file, every series is forecast `horizon` steps past its last row
 units, and written in long form (`unique_id, ds, step, y_hat` [+ `y_hat_q10`, ...]) to
 `<output>/<input stem>.forecast.csv|parquet`, atomically. Windows of consecutive files share
 model batches; a file is written as soon as all its series are forecast, so memory is bounded
-by the largest file and one batch. A bad file is reported and skipped; the others go on.
+by the largest file and one batch. A bad file is reported and skipped; the others go on. A
+forecast that is not finite (NaN or inf: the model overflowed on its input) is never written:
+its file counts as failed. A run first removes the temporary files that runs killed while
+writing left in the output folder (`forecast.atomic.remove_stale_parts`).
 
 Before anything is forecast, the run is refused (`PredictError`) when the output is not a
 folder, or when two inputs would write the same output file (`a/data.csv` and `b/data.csv`, or
 `data.csv` and `data.parquet`) or an output would overwrite an input.
 
 Up to date: beside every forecast `<stem>.forecast.<fmt>` a record `<stem>.forecast.<fmt>.json`
-says what it was made from: the input (resolved path, size, modification time in ns, sha256),
+says what it was made from: the input (resolved path, size, modification time in ns, sha256;
+and `link`, the path as listed, where a symbolic link led to the file),
 the model (sha256 of the export's meta.json and of the engine's model file), the options that
 change results (engine, format, the reading options in effect) and the backtest's `n_windows`
 (null without one), and the size and modification time of each file written. A later run skips
@@ -32,9 +36,10 @@ trained on timestamps (or the reverse), which have no common unit.
 from __future__ import annotations
 
 import dataclasses
-import glob
 import hashlib
 import json
+import os
+import re
 import sys
 import time
 from collections import defaultdict
@@ -45,9 +50,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from forecast.atomic import atomic_path, write_text
+from forecast.atomic import atomic_path, remove_stale_parts, write_text
 from forecast.data.errors import DataError
-from forecast.data.io import Frame
+from forecast.data.io import Frame, listed
 from forecast.data.reading import ReadOptions, read
 from forecast.data.validate import fixed_step
 from forecast.export import ENGINES, ExportedModel
@@ -102,18 +107,51 @@ class Job:
 
 
 def find_inputs(spec: str | Path) -> list[Path]:
-    """A file, a folder (its data files) or a glob pattern, sorted; refuses an empty match."""
+    """A file, a folder (its data files) or a glob pattern, sorted; refuses an empty match.
+
+    Nothing is skipped unsaid: a match whose name ends in a data suffix but which is not a
+    regular file (a folder, a FIFO: reading one could wait for ever) refuses the run, and
+    dot-files are inputs like any other, under a glob as in a folder. Symbolic links are
+    followed, out of the folder too; the record beside a forecast names the file read.
+    """
     spec = str(spec)
     path = Path(spec)
     if path.is_dir():
-        found = [p for p in path.iterdir() if p.is_file() and p.name.endswith(SUFFIXES)]
-    elif path.is_file():
+        found = [p for p in path.iterdir() if p.name.endswith(SUFFIXES)]
+    elif path.exists():
         found = [path]
     else:
-        found = [Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file()]
+        found = [p for p in glob_all(spec) if p.is_file() or p.name.endswith(SUFFIXES)]
+    odd = [p for p in found if not p.is_file()]
+    if odd:
+        raise PredictError(
+            f"input {odd[0]} is {kind_of(odd[0])}, not a data file, though its name says one"
+            f"{f' (and {len(odd) - 1} more such)' if len(odd) > 1 else ''}. Nothing was "
+            f"forecast. Remove or rename it, or give a glob that leaves it out"
+        )
     if not found:
         raise FileNotFoundError(f"no input files match {spec!r} (a file, folder or glob)")
     return sorted(found)
+
+
+def glob_all(pattern: str) -> list[Path]:
+    """What the glob pattern matches, dot-files included (glob.glob leaves them out)."""
+    parts = Path(pattern).parts
+    first = next((i for i, part in enumerate(parts) if re.search(r"[*?[]", part)), len(parts))
+    if first == len(parts):
+        return []  # no wildcard, and no such path
+    base = Path(*parts[:first]) if first else Path()
+    return list(base.glob(str(Path(*parts[first:]))))
+
+
+def kind_of(path: Path) -> str:
+    if path.is_dir():
+        return "a folder"
+    if path.is_fifo():
+        return "a FIFO (named pipe)"
+    if not path.exists():
+        return "a broken symbolic link"
+    return "not a regular file (a socket or device)"
 
 
 def plan_outputs(paths: list[Path], output: Path, format: str, backtest: bool) -> list[Path]:
@@ -149,7 +187,8 @@ def plan_outputs(paths: list[Path], output: Path, format: str, backtest: bool) -
 
 
 def prepare_output(output: Path) -> None:
-    """Create the output folder; refuses a path that is a file or cannot be a folder."""
+    """Create the output folder, and remove the temporary files that killed runs left in it;
+    refuses a path that is a file or cannot be a folder."""
     if output.exists() and not output.is_dir():
         raise PredictError(
             f"output={output} is a file, not a folder; give a folder for the forecasts (it is "
@@ -162,6 +201,7 @@ def prepare_output(output: Path) -> None:
             f"output={output}: cannot create the folder ({err.strerror or err}); give a folder "
             f"path that can be created and written"
         ) from err
+    remove_stale_parts(output)  # what an earlier run killed while writing left
 
 
 def output_path(path: Path, output: Path, format: str) -> Path:
@@ -266,8 +306,8 @@ def last_windows(frame: Frame, channels: list[str], lookback: int) -> np.ndarray
     """The last `lookback` rows of every series: [S, lookback, C], checked against the model."""
     if list(frame.channels) != list(channels):
         raise DataError(
-            f"{frame.path}: the model forecasts the columns {channels}, the file has "
-            f"{list(frame.channels)}; give a file with those columns (names and order) or set "
+            f"{frame.path}: the model forecasts the columns {listed(channels)}, the file has "
+            f"{listed(frame.channels)}; give a file with those columns (names and order) or set "
             f"the target columns to them"
         )
     lengths = frame.lengths
@@ -350,7 +390,9 @@ def to_long(
 
 
 def write_table(df: pd.DataFrame, target: Path, format: str) -> None:
-    """Write atomically: an interrupted run leaves no half-written forecast."""
+    """Write atomically: an interrupted run leaves no half-written forecast. A forecast that is
+    not finite everywhere is refused (DataError) and nothing is written."""
+    refuse_non_finite(df, f"{target.name} was not written")
     with atomic_path(target) as tmp:
         if format == "parquet":
             df.to_parquet(tmp, index=False)
@@ -370,6 +412,24 @@ def check_backtest(frame: Frame, lookback: int, horizon: int, n_windows: int, st
             f"{n_windows} backtest window{'s' if n_windows > 1 else ''} need lookback + horizon "
             f"+ {n_windows - 1} x {spacing} = {need}. Lower n_windows or give longer series"
         )
+
+
+def refuse_non_finite(df: pd.DataFrame, outcome: str) -> pd.DataFrame:
+    """`df` if its forecasts (`y_hat*` columns) are finite. A NaN or infinite forecast means the
+    model overflowed on its input, mostly values far outside those it was trained on: such a
+    forecast is refused (DataError), `outcome` saying what it was not used for."""
+    columns = [c for c in df.columns if c.startswith("y_hat")]
+    values = df[columns].to_numpy(dtype=np.float64)  # [rows, Q or 1]
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return df
+    row, j = divmod(int(np.argmax(bad)), len(columns))
+    raise DataError(
+        f"the forecast of series {df['unique_id'].iloc[row]!r} at {df['ds'].iloc[row]} "
+        f"({columns[j]}, step {df['step'].iloc[row]}) is {values[row, j]}, as are "
+        f"{int(bad.sum()) - 1} more values; {outcome}. The model overflowed on this input: "
+        f"check that its values lie in the range of the training data"
+    )
 
 
 def backtest_windows(
@@ -484,8 +544,10 @@ def input_identity(path: Path) -> dict:
     """What identifies an input: taken before it is read, so that a file changed while it is
     forecast is recorded as the older version and forecast again next time."""
     stat = path.stat()
+    resolved, given = path.resolve(), os.path.abspath(path)
     return {
-        "path": str(path.resolve()),
+        "path": str(resolved),
+        **({"link": given} if str(resolved) != given else {}),  # reached through a symlink
         "size": stat.st_size,
         "mtime_ns": stat.st_mtime_ns,
         "sha256": file_sha256(path),
@@ -618,7 +680,8 @@ class BatchForecaster:
     def forecast(self, source: str | Path | pd.DataFrame) -> pd.DataFrame:
         """The forecast of every series of `source` past its last row, as `run` writes it."""
         frame, windows = self.prepare(source)
-        return to_long(frame, self.predict_windows(windows), self.quantiles, self.wide)
+        df = to_long(frame, self.predict_windows(windows), self.quantiles, self.wide)
+        return refuse_non_finite(df, f"{frame.path}: no forecast returned")
 
     def backtest_table(self, source: str | Path | pd.DataFrame) -> pd.DataFrame:
         """The backtest of `source` over the last `n_windows` horizons, as `run` writes it."""
@@ -670,7 +733,8 @@ class BatchForecaster:
             frame, self.model.lookback, self.model.horizon, n_windows, step
         )
         y_hat = self.predict_windows(inputs)
-        return window_table(frame, origins, truths, y_hat, self.quantiles, self.wide)
+        table = window_table(frame, origins, truths, y_hat, self.quantiles, self.wide)
+        return refuse_non_finite(table, f"{frame.path}: no forecast returned")
 
     # --- many files ------------------------------------------------------------------------
 
@@ -788,10 +852,14 @@ class BatchForecaster:
         record.unlink(missing_ok=True)  # it describes what is about to be replaced
         forecasts = np.concatenate(job.forecasts)
         df = to_long(job.frame, forecasts, self.quantiles, self.wide)
-        write_table(df, job.target, self.format)
         written = [job.target]
-        if self.backtest:  # prepare() checked that every series holds its windows
-            written.append(self._backtest(job))
+        try:
+            write_table(df, job.target, self.format)
+            if self.backtest:  # prepare() checked that every series holds its windows
+                written.append(self._backtest(job))
+        except DataError as err:  # not finite: failed, with no record
+            summary.failed[str(job.path)] = str(err)
+            return
         summary.files += 1
         summary.series += len(job.windows) * (forecasts.shape[2] if self.wide else 1)
         summary.forecasts += len(df)

@@ -6,16 +6,26 @@ directory `<sweep dir>/trials/<number>` and returns `sweep.metric` from that run
 The storage is any SQLAlchemy URL (default: an SQLite file in the sweep directory); workers that
 share one study take trials from it until the study holds `sweep.n_trials` finished or running
 trials, so a re-run with the same study name resumes it and several workers split the budget.
+
+A worker killed during a trial (kill -9, a lost machine) leaves it `RUNNING`. Running trials send a
+heartbeat every `sweep.heartbeat_interval` seconds; one silent for `sweep.grace_period` seconds is
+lost: a run fails it, removes its partial folder (when it was on this machine) and enqueues the
+same parameters again (up to `sweep.max_retry` times), and a failed-and-retried trial does not use
+up the budget. A run waits, before it ends, for the running trials of others: they finish or are
+found lost, so that a run started again after a kill finishes the study.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import math
 import os
+import shutil
 import socket
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,8 +35,9 @@ import pytorch_lightning as pl
 import sqlalchemy.exc
 import yaml
 from omegaconf import DictConfig, OmegaConf
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
+from forecast.atomic import remove_stale_parts
 from forecast.atomic import write_text as write_atomic
 from forecast.pipeline import build, train
 from forecast.summary import LEADING_METRICS, write_tables
@@ -120,20 +131,28 @@ class Objective:
         metric: str,
         base_overrides: Sequence[str],
         sweep_dir: Path,
+        storage: optuna.storages.RDBStorage | None = None,
     ):
         self.compose, self.space, self.metric = compose, space, metric
         self.base_overrides, self.sweep_dir = list(base_overrides), sweep_dir
+        self.storage = storage
+
+    def sample(self, trial: optuna.Trial) -> dict[str, Any]:
+        return suggest(trial, self.space)
 
     def __call__(self, trial: optuna.Trial) -> float:
         run_dir = self.sweep_dir / "trials" / str(trial.number)
         try:
-            params = suggest(trial, self.space)
+            # parameters, a heartbeat, then `worker`, in this order: see fail_lost_trials
+            params = self.sample(trial)
+            if self.storage is not None:
+                self.storage.record_heartbeat(trial_id(self.storage, trial.study, trial.number))
+            trial.set_user_attr("worker", WORKER)
             overrides = merge_overrides(
                 self.base_overrides, [override(k, v) for k, v in params.items()]
             )
             trial.set_user_attr("overrides", overrides)
             trial.set_user_attr("output_dir", str(run_dir))
-            trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
             cfg = self.compose([*overrides, f"output_dir={run_dir}"])
             trial.set_user_attr("config", train_yaml(cfg))
             train(cfg, callbacks=[PruningCallback(trial, self.metric)])
@@ -161,9 +180,15 @@ def train_yaml(cfg: DictConfig) -> str:
     return OmegaConf.to_yaml(cfg, resolve=False)
 
 
-def open_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
-    """An RDB storage with heartbeats, so a trial whose worker died is marked failed (and frees
-    its place in the budget) instead of staying `RUNNING` for ever.
+def open_storage(
+    url: str,
+    attempts: int = 5,
+    heartbeat_interval: int = 60,
+    grace_period: int = 180,
+    on_lost: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+) -> optuna.storages.RDBStorage:
+    """An RDB storage with heartbeats, so a trial whose worker died is marked failed (and
+    `on_lost` called with it) instead of staying `RUNNING` for ever.
 
     Workers started together on a new database race to create its tables ("table
     alembic_version already exists"); the loser waits and opens what the winner made.
@@ -171,9 +196,15 @@ def open_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     for attempt in range(1, attempts + 1):
         try:
-            return optuna.storages.RDBStorage(
-                url, engine_kwargs=engine_kwargs, heartbeat_interval=60, grace_period=180
-            )
+            with warnings.catch_warnings():  # heartbeats are marked experimental since 2.9
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
+                    heartbeat_stale_trial_callback=on_lost,
+                )
         except sqlalchemy.exc.SQLAlchemyError:
             if attempt == attempts:
                 raise
@@ -190,26 +221,138 @@ def run_study(
     `settings.timeout` seconds pass), then write the reports."""
     check_one_process(compose(list(base_overrides)))
     sweep_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_parts(sweep_dir)  # reports a killed run was writing
     url = settings.storage or f"sqlite:///{(sweep_dir / 'study.db').resolve()}"
+    heartbeat = dict(
+        heartbeat_interval=settings.heartbeat_interval, grace_period=settings.grace_period
+    )
+    on_lost = LostTrials(sweep_dir, settings.max_retry, settings.grace_period)
+    storage = open_storage(url, **heartbeat, on_lost=on_lost)
     study = optuna.create_study(
         study_name=settings.study_name,
-        storage=open_storage(url),
+        storage=storage,
         sampler=build(settings.sampler) if settings.sampler else None,
         pruner=build(settings.pruner) if settings.pruner else optuna.pruners.NopPruner(),
         direction=settings.direction,
         load_if_exists=True,
     )
     objective = Objective(
-        compose, OmegaConf.to_container(settings.space), settings.metric, base_overrides, sweep_dir
+        compose,
+        OmegaConf.to_container(settings.space),
+        settings.metric,
+        base_overrides,
+        sweep_dir,
+        storage,
     )
     deadline = time.monotonic() + settings.timeout if settings.timeout else math.inf
-    while (
-        len(study.get_trials(deepcopy=False, states=COUNTED)) < settings.n_trials
-        and time.monotonic() < deadline
-    ):
-        study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+    waiting_for: set[int] = set()
+    while time.monotonic() < deadline:
+        fail_lost_trials(study, storage, settings.grace_period, on_lost, objective.sample)
+        trials = study.get_trials(deepcopy=False)
+        if budget_used(trials) < settings.n_trials or any(
+            t.state == TrialState.WAITING for t in trials
+        ):
+            study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+            continue
+        running = {t.number for t in trials if t.state == TrialState.RUNNING}
+        if not running:
+            break
+        if running != waiting_for:
+            log.info(
+                "waiting for running trials %s: they finish, or are failed and retried once "
+                "silent for sweep.grace_period=%d s",
+                sorted(running),
+                settings.grace_period,
+            )
+            waiting_for = running
+        poll = min(settings.heartbeat_interval, 10)  # a query: cheap next to a trial
+        time.sleep(max(0.0, min(poll, deadline - time.monotonic())))
     write_reports(study, sweep_dir, settings.metric)
     return study
+
+
+# who runs this process's trials, as recorded in the `worker` user attribute
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def trial_id(storage: optuna.storages.RDBStorage, study: optuna.Study, number: int) -> int:
+    study_id = storage.get_study_id_from_name(study.study_name)
+    return storage.get_trial_id_from_study_id_trial_number(study_id, number)
+
+
+def budget_used(trials: Sequence[FrozenTrial]) -> int:
+    """Trials that count against `n_trials`: finished or running, but not the lost ones that
+    were retried (their retry counts instead)."""
+    retried = {t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs}
+    return sum(t.state in COUNTED and t.number not in retried for t in trials)
+
+
+def fail_lost_trials(study, storage, grace_period: int, on_lost, sample) -> None:
+    """Fail the trials whose worker is gone, calling `on_lost` for each.
+
+    Optuna fails a running trial whose heartbeat is older than the grace period. The objective
+    samples the parameters, records a heartbeat and then sets `worker`; a trial without `worker`
+    half a grace period after it started belongs to a worker killed in between (microseconds,
+    mostly), and is failed here first, before Optuna would: one without a heartbeat Optuna never
+    fails, and one without parameters, failed, would stop BruteForceSampler for good (its tree
+    takes a finished trial without parameters for the whole search space). Such a trial has its
+    parameters drawn now (`sample`), and is retried with them.
+    """
+    oldest = datetime.datetime.now() - datetime.timedelta(seconds=grace_period / 2)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if "worker" in trial.user_attrs or trial.datetime_start > oldest:
+            continue
+        key = trial_id(storage, study, trial.number)
+        if not trial.params:
+            try:
+                sample(optuna.Trial(study, key))
+            except Exception as error:  # e.g. another worker sampled it meanwhile
+                log.warning("trial %d: its parameters not drawn (%s)", trial.number, error)
+        try:
+            failed = storage.set_trial_state_values(key, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:  # another worker was first
+            continue
+        if failed:
+            on_lost(study, storage.get_trial(key))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+class LostTrials:
+    """Called for each trial found lost (its worker stopped without a word): removes its partial
+    folder when it was run on this machine, notes what happened in the study's user attributes
+    (`trial <n> lost`), and enqueues its parameters again up to `max_retry` times."""
+
+    def __init__(self, sweep_dir: Path, max_retry: int, grace_period: int):
+        self.trials_dir = (sweep_dir / "trials").resolve()
+        self.max_retry, self.grace_period = max_retry, grace_period
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        worker = trial.user_attrs.get("worker", "unknown (it never started)")
+        note = f"worker {worker} sent no heartbeat for sweep.grace_period={self.grace_period} s"
+        folder = self._partial_folder(trial)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+            note += f"; its partial folder {folder} was removed"
+        retries = trial.user_attrs.get("retries", 0)
+        if retries < self.max_retry:
+            study.enqueue_trial(
+                trial.params, user_attrs={"retry_of": trial.number, "retries": retries + 1}
+            )
+            note += "; its parameters were enqueued again"
+        else:
+            note += f"; not retried (sweep.max_retry={self.max_retry})"
+        study.set_user_attr(f"trial {trial.number} lost", note)
+        log.warning("trial %d lost: %s", trial.number, note)
+
+    def _partial_folder(self, trial: FrozenTrial) -> Path | None:
+        """The trial's folder, if its worker ran on this machine and it lies in trials/."""
+        worker, output_dir = trial.user_attrs.get("worker"), trial.user_attrs.get("output_dir")
+        if not worker or not output_dir or worker.rsplit(":", 1)[0] != socket.gethostname():
+            return None
+        folder = Path(output_dir).resolve()
+        return folder if folder.parent == self.trials_dir and folder.is_dir() else None
 
 
 def check_one_process(cfg: DictConfig) -> None:
@@ -225,6 +368,7 @@ def check_one_process(cfg: DictConfig) -> None:
 
 def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
     rows = []
+    lost = study.user_attrs
     for trial in study.get_trials(deepcopy=False):
         duration = trial.duration.total_seconds() if trial.duration else None
         rows.append(
@@ -235,8 +379,9 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
                 "duration_s": duration,
                 **trial.params,
                 **trial.user_attrs.get("metrics", {}),
-                "error": trial.user_attrs.get("error"),
+                "error": trial.user_attrs.get("error") or lost.get(f"trial {trial.number} lost"),
                 "output_dir": trial.user_attrs.get("output_dir"),
+                "retry_of": trial.user_attrs.get("retry_of"),
             }
         )
     return rows

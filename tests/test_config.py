@@ -57,3 +57,40 @@ def test_every_value_of_the_default_sweep_space_is_a_valid_train_override():
         for key, value in params.items():
             got = cfg.model.cell if key == "model" else OmegaConf.select(cfg, key)
             assert got == value, key
+
+
+# Trainer arguments that forecast.pipeline.train passes itself, so they are not config keys
+PASSED_BY_PIPELINE = {"logger", "callbacks", "default_root_dir", "enable_progress_bar"}
+# the trainer keys conf/trainer/default.yaml sets to values of its own
+OURS = {
+    "accelerator": "auto",
+    "devices": 1,
+    "strategy": "auto",
+    "precision": "32-true",
+    "max_epochs": 10,
+    "limit_train_batches": 1.0,
+    "gradient_clip_val": 1.0,
+    "deterministic": True,
+    "log_every_n_steps": 50,
+    "enable_model_summary": False,
+}
+
+
+@pytest.mark.parametrize("trainer", ["default", "gpu", "ddp"])
+def test_every_trainer_argument_is_a_trainer_key_with_lightnings_default(trainer):
+    import inspect
+
+    import pytorch_lightning as pl
+
+    parameters = inspect.signature(pl.Trainer).parameters
+    config = OmegaConf.to_container(composed(f"trainer={trainer}").trainer)
+    assert config.pop("_target_") == "pytorch_lightning.Trainer"
+    assert set(config) == set(parameters) - PASSED_BY_PIPELINE
+    if trainer == "default":
+        for name, value in config.items():
+            assert value == OURS.get(name, parameters[name].default), name
+
+
+def test_trainer_arguments_are_set_without_a_plus():
+    cfg = composed("trainer.limit_val_batches=0", "trainer.accumulate_grad_batches=4")
+    assert (cfg.trainer.limit_val_batches, cfg.trainer.accumulate_grad_batches) == (0, 4)

@@ -43,7 +43,7 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path):
     # validation on the first 256 windows either way (2 batches of 64 per process, or 4 batches
     # in one process): an even split, nothing repeated; test on all 2785 windows: one repeated
     val_256 = "data.eval_batch_size=64"
-    ddp = [*TINY, *DDP, val_256, "+trainer.limit_val_batches=2"]
+    ddp = [*TINY, *DDP, val_256, "trainer.limit_val_batches=2"]
     result = conftest.run_script("train.py", f"hydra.run.dir={tmp_path / 'ddp'}", *ddp)
     assert result.stdout.count("\ndone: test MSE") == 1  # one summary, from rank 0
     trained = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
@@ -53,6 +53,6 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path):
     assert last.is_file() and (tmp_path / "ddp" / "export" / "meta.json").is_file()
 
     # the same weights evaluated by one process, every window once
-    one = run_train(tmp_path / "one", f"ckpt_path={last}", val_256, "+trainer.limit_val_batches=4")
+    one = run_train(tmp_path / "one", f"ckpt_path={last}", val_256, "trainer.limit_val_batches=4")
     assert_same(trained, one, ("val",), rel=1e-6)
     assert_same(trained, one, ("test",), rel=1e-3)

@@ -20,8 +20,8 @@ def test_multirun_over_the_three_models_writes_one_summary_row_each(tmp_path):
         "model.num_layers=1",  # default sizes: lstmp's projection must fit its hidden size
         "trainer.max_epochs=1",
         "trainer.limit_train_batches=2",
-        "+trainer.limit_val_batches=2",
-        "+trainer.limit_test_batches=2",
+        "trainer.limit_val_batches=2",
+        "trainer.limit_test_batches=2",
         "data.batch_size=16",
         "data.eval_batch_size=16",
     )

@@ -4,8 +4,11 @@ on ETTh1 (the shipped copy)."""
 import csv
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
+import time
 import uuid
 
 import optuna
@@ -17,14 +20,21 @@ from optuna.trial import TrialState
 
 import forecast
 from forecast.data import dataset_path
-from forecast.sweep import merge_overrides, open_storage, override, run_study, suggest
+from forecast.sweep import (
+    merge_overrides,
+    open_storage,
+    override,
+    run_study,
+    suggest,
+    trial_id,
+)
 from tests.conftest import ROOT, run_script
 
 TINY = [
     "trainer.max_epochs=1",
     "trainer.limit_train_batches=2",
-    "+trainer.limit_val_batches=2",
-    "+trainer.limit_test_batches=2",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
     "model.hidden_size=8",
     "data.batch_size=16",
     "data.eval_batch_size=16",
@@ -216,6 +226,105 @@ def test_failing_trial_is_recorded_with_its_error_and_the_study_goes_on(tmp_path
 def test_a_multi_process_trainer_is_refused_before_any_trial(tmp_path):
     with pytest.raises(ValueError, match="start several sweep.py workers"):
         study_in_process(tmp_path, "trainer=ddp")
+
+
+# --- workers that die: heartbeats, lost trials, retries ---------------------------------------
+
+QUICK_HEARTBEAT = ["sweep.heartbeat_interval=1", "sweep.grace_period=1"]
+HIDDEN_4_OR_8 = [
+    "~sweep.space",
+    "+sweep.space={model.hidden_size:{type:categorical,choices:[4,8]}}",
+]
+
+
+def open_study(tmp_path, name: str = "p") -> tuple[optuna.Study, optuna.storages.RDBStorage]:
+    """The study as run_study will open it, for a test to put trials of dead workers in."""
+    (tmp_path / "sweep").mkdir(parents=True, exist_ok=True)
+    storage = open_storage(
+        f"sqlite:///{tmp_path / 'sweep' / 'study.db'}", heartbeat_interval=1, grace_period=1
+    )
+    study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True)
+    return study, storage
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")  # our ask()
+def test_trials_of_dead_workers_are_failed_retried_and_their_folders_removed(tmp_path):
+    study, storage = open_study(tmp_path)
+    # trial 0: a worker on this machine killed mid-trial, after heartbeats and a partial folder
+    dead = study.ask()
+    dead.suggest_categorical("model.hidden_size", [4, 8])
+    folder = tmp_path / "sweep" / "trials" / "0"
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "checkpoints" / ".last.ckpt.abcd1234.part").write_text("half")
+    storage.record_heartbeat(trial_id(storage, study, dead.number))
+    dead.set_user_attr("worker", f"{socket.gethostname()}:999999999")
+    dead.set_user_attr("output_dir", str(folder))
+    # trial 1: a worker killed between creating its trial and the first heartbeat
+    study.ask()
+    # and the reports a killed run was writing (no process holds the file's lock)
+    (tmp_path / "sweep" / ".trials.csv.k1ll3d_0.part").write_text("half")
+    time.sleep(3)  # both lost (silent for over the 1 s grace period) when the run starts
+    # BruteForceSampler: it takes a finished trial without parameters for the whole space
+    study = study_in_process(
+        tmp_path,
+        "sweep.n_trials=2",
+        "sweep.sampler._target_=optuna.samplers.BruteForceSampler",
+        "sweep.sampler.seed=0",
+        *QUICK_HEARTBEAT,
+        *HIDDEN_4_OR_8,
+    )
+    states = [(t.number, t.state, t.user_attrs.get("retry_of")) for t in study.trials]
+    assert states == [
+        (0, TrialState.FAIL, None),
+        (1, TrialState.FAIL, None),
+        (2, TrialState.COMPLETE, 1),
+        (3, TrialState.COMPLETE, 0),
+    ]  # no trial beyond: a failed trial that was retried does not use up the budget
+    assert study.trials[3].params == dead.params  # the same point, tried again
+    # the trial that never drew its parameters had them drawn when found lost: the other point
+    assert study.trials[2].params == study.trials[1].params != dead.params
+    assert not folder.exists()
+    assert sorted(os.listdir(tmp_path / "sweep" / "trials")) == ["2", "3"]
+    assert not (tmp_path / "sweep" / ".trials.csv.k1ll3d_0.part").exists()
+    rows = read_csv(tmp_path / "sweep" / "trials.csv")
+    assert "sent no heartbeat" in rows[0]["error"] and f"{folder} was removed" in rows[0]["error"]
+    assert "unknown (it never started)" in rows[1]["error"]
+    assert [r["retry_of"] for r in rows] == ["", "", "1", "0"]
+    best = json.loads((tmp_path / "sweep" / "best.json").read_text())
+    assert best["trials"]["COMPLETE"] == 2
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
+def test_a_run_waits_for_a_live_workers_trial_before_it_reports(tmp_path, monkeypatch):
+    study, storage = open_study(tmp_path)
+    trial = study.ask()
+    trial.suggest_categorical("model.hidden_size", [4, 8])
+    key = trial_id(storage, study, trial.number)
+    trial.set_user_attr("worker", "elsewhere:1")
+    trial.set_user_attr("config", "seed: 1\n")  # a completed trial's train config (best.yaml)
+    waiting, pause = threading.Event(), threading.Event()
+    real_sleep = time.sleep
+    monkeypatch.setattr(time, "sleep", lambda s: (waiting.set(), real_sleep(s)))
+
+    def live_worker():  # beats until the run waits for it, past the grace period, then finishes
+        for beat in range(240):
+            storage.record_heartbeat(key)
+            pause.wait(0.5)
+            if waiting.is_set() and beat >= 6:
+                break
+        study.tell(trial, 0.5)
+
+    worker = threading.Thread(target=live_worker)
+    worker.start()
+    try:
+        study = study_in_process(tmp_path, "sweep.n_trials=1", *QUICK_HEARTBEAT, *HIDDEN_4_OR_8)
+    finally:
+        worker.join()
+    assert waiting.is_set()
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE]  # not failed: it was alive
+    rows = read_csv(tmp_path / "sweep" / "trials.csv")
+    assert [(r["state"], r["value"]) for r in rows] == [("COMPLETE", "0.5")]
 
 
 POSTGRES_URL = os.environ.get("FORECAST_TEST_POSTGRES_URL")

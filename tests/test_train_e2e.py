@@ -73,8 +73,8 @@ def test_a_run_without_validation_or_test_batches_still_writes_and_exports(tmp_p
     run_dir = tmp_path / "skip"
     metrics = run_train(
         run_dir,
-        "+trainer.limit_val_batches=0",
-        "+trainer.limit_test_batches=0",
+        "trainer.limit_val_batches=0",
+        "trainer.limit_test_batches=0",
         "callbacks.early_stopping=null",
     )
     assert not [

@@ -19,6 +19,7 @@ from forecast.data.reading import ReadOptions, read
 from forecast.data.scaling import fit_params, scale_in_place
 from forecast.data.spec import DataSpec, frequency, season_of
 from forecast.data.splits import SPLITS, split_arrays
+from forecast.data.validate import check_scaled
 from forecast.data.windows import RandomWindows, WindowDataset, collate
 
 CHANNEL_MODES = ("joint", "independent")
@@ -136,6 +137,7 @@ class SeriesDataModule(pl.LightningDataModule):
             self.scaler_kind, frame.values, base, base + ends["train"], self.scale_by
         )
         scale_in_place(frame.values, base, frame.offsets[kept + 1], self.mean, self.scale)
+        check_scaled(frame, base, frame.offsets[kept + 1], self.mean, self.scale, self.scaler_kind)
         covariates = self._scaled_covariates(frame, base, ends["train"])
         marks = calendar_features(frame.times, self.calendar) if self.calendar else None
         values = torch.from_numpy(frame.values)  # [N, C], shares memory with the frame

@@ -8,12 +8,19 @@ Layouts:
 Every check refuses with `DataError`, naming the file, the column, the first offending row (or
 series) and the fix. Rows are counted as data rows from 1 (the header is not a data row); for a
 CSV file the line of the file is given as well.
+
+Times: a column of text or timestamps is parsed as timestamps; a numeric one is integer time
+steps, never epoch seconds (pandas would read those as nanoseconds): floats must be whole.
+Values: numbers up to `LARGEST`; true/false columns are refused rather than read as 1/0.
 """
 
 from __future__ import annotations
 
 import difflib
+import gzip
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +36,12 @@ except ImportError:  # pragma: no cover - pyarrow comes with pandas' Parquet sup
     pyarrow = None
 # Arrow's CSV reader is several times faster than pandas' C engine on large files.
 CSV_ENGINE = "c" if pyarrow is None else "pyarrow"
+
+
+# The largest magnitude a value may have: values train in float32 (largest 3.4e38), and centring
+# (value - mean) doubles the magnitude at worst. Metrics in original units are computed in float64,
+# where the squares of such values fit.
+LARGEST = float(np.finfo(np.float32).max) / 2
 
 
 @dataclass(frozen=True)
@@ -116,6 +129,7 @@ def from_frame(df: pd.DataFrame) -> pd.DataFrame:
     if df.empty:
         raise DataError(f"{DATAFRAME}: the frame has no rows; give a frame with data rows")
     df.columns = [str(c) for c in df.columns]
+    _refuse_repeated(DATAFRAME, list(df.columns))
     return df
 
 
@@ -125,28 +139,162 @@ def read_table(path: str | Path, format: str | None = None) -> pd.DataFrame:
     fmt = format or ("parquet" if path.endswith((".parquet", ".pq")) else "csv")
     if fmt not in ("csv", "parquet"):
         raise DataError(f"{path}: format must be 'csv' or 'parquet', got {fmt!r}")
+    _check_file(path, fmt)
     try:
         if fmt == "parquet":
+            _refuse_duplicate_parquet_columns(path)
             df = pd.read_parquet(path)
         else:
             df = pd.read_csv(path, engine=CSV_ENGINE)
+    except DataError:
+        raise
     except pd.errors.EmptyDataError as err:
-        raise DataError(f"{path}: the file is empty; expected a header row and data rows") from err
+        raise DataError(
+            f"{path}: the file holds no table (only blank lines); expected a header row and data "
+            f"rows"
+        ) from err
     except FileNotFoundError as err:
         raise DataError(f"{path}: no such file; check data.path") from err
+    except UnicodeDecodeError as err:
+        raise DataError(
+            f"{path}: the file is not UTF-8 text ({_first_non_utf8(path)}; a Latin-1 or "
+            f"Windows-1252 file?); save it as UTF-8, e.g. "
+            f"pd.read_csv(path, encoding='latin-1').to_csv(new_path, index=False)"
+        ) from err
     except pd.errors.ParserError as err:  # e.g. a row with more fields than the header
         reason = str(err).strip().splitlines()[0]
         raise DataError(
             f"{path}: cannot be read as a comma-separated table ({reason}); every row needs "
             f"as many fields as the header: fix that row, or quote fields that contain commas"
         ) from err
+    except (OSError, ValueError) as err:  # Arrow's errors are ValueErrors (ArrowInvalid)
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise DataError(f"{path}: cannot be read as a {fmt} file ({reason})") from err
     _release_arrow_memory()
     if df.empty:
         raise DataError(f"{path}: the file has a header but no data rows")
     df.columns = [str(c) for c in df.columns]
     if fmt == "csv":
         _refuse_other_separators(path, df)
+        _refuse_duplicate_csv_columns(path, df)
     return df
+
+
+TO_UTF8 = "save it as UTF-8, e.g. pd.read_csv(path, encoding='{}').to_csv(new_path, index=False)"
+# the first bytes of files that are not CSV text, and what to call them
+SIGNATURES = (
+    (b"PAR1", "a Parquet file", "name it .parquet, or set data.format=parquet"),
+    (b"\x1f\x8b", "gzip-compressed", "name it .csv.gz, or decompress it"),
+    (b"PK\x03\x04", "a ZIP archive (an Excel .xlsx workbook is one)", "export it as CSV"),
+    (b"\xd0\xcf\x11\xe0", "an OLE2 file (an Excel .xls workbook?)", "export it as CSV"),
+    (b"\xff\xfe\x00\x00", "UTF-32 text", TO_UTF8.format("utf-32")),
+    (b"\x00\x00\xfe\xff", "UTF-32 text", TO_UTF8.format("utf-32")),
+    (b"\xff\xfe", "UTF-16 text (byte-order mark FF FE)", TO_UTF8.format("utf-16")),
+    (b"\xfe\xff", "UTF-16 text (byte-order mark FE FF)", TO_UTF8.format("utf-16")),
+)
+COMPRESSED = (".gz", ".bz2", ".zip", ".xz", ".zst", ".tar")
+
+
+def _check_file(path: str, fmt: str) -> None:
+    """Refuse, before parsing, what is not a readable data file of its format, saying what it
+    is: a folder, a FIFO or device (reading one could wait for ever), an empty file, a file of
+    another kind (Parquet, gzip, a workbook, UTF-16 or binary) given as CSV, or the reverse."""
+    if "://" in path:  # a URL: pandas fetches it
+        return
+    try:
+        info = os.stat(path)
+    except FileNotFoundError as err:
+        raise DataError(f"{path}: no such file; check data.path") from err
+    except OSError as err:
+        raise DataError(f"{path}: cannot be read ({err.strerror or err})") from err
+    if stat.S_ISDIR(info.st_mode):
+        raise DataError(
+            f"{path}: is a folder, not a file; give the path of one data file (CSV or Parquet)"
+        )
+    if not stat.S_ISREG(info.st_mode):
+        raise DataError(
+            f"{path}: is not a regular file (a FIFO, socket or device, which may never end); "
+            f"give the path of a data file (CSV or Parquet)"
+        )
+    if info.st_size == 0:
+        raise DataError(f"{path}: the file is empty (0 bytes); expected a header row and data rows")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError as err:
+        raise DataError(f"{path}: cannot be read ({err.strerror or err})") from err
+    if fmt == "parquet":
+        if not head.startswith(b"PAR1"):
+            what = _describe(head) or "text or another format"
+            raise DataError(
+                f"{path}: is not a Parquet file (it is {what}); if it is CSV, name it .csv or "
+                f"set data.format=csv"
+            )
+    elif not path.endswith(COMPRESSED):
+        for magic, what, fix in SIGNATURES:
+            if head.startswith(magic):
+                raise DataError(f"{path}: is {what}, not CSV text; {fix}")
+        if b"\x00" in head:
+            what = _describe(head)
+            fix = TO_UTF8.format("utf-16-le") if what.startswith("UTF-16") else "give CSV text"
+            raise DataError(f"{path}: is {what}, not CSV text; {fix}")
+
+
+def _first_non_utf8(path: str) -> str:
+    """Where a file stops being UTF-8: the decoder's own offset is into a block, not the file."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        for line, data in enumerate(f, start=1):
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError as err:
+                return f"line {line} of the file holds byte 0x{data[err.start]:02x}"
+    return "a byte that is not UTF-8"
+
+
+def _describe(head: bytes) -> str | None:
+    """What the first bytes of a file say it is, where they say it."""
+    for magic, what, _ in SIGNATURES:
+        if head.startswith(magic):
+            return what
+    if b"\x00" in head:
+        odd, even = head[1::2].count(0), head[0::2].count(0)
+        if max(odd, even) > len(head) // 4:  # ASCII text in UTF-16: every other byte is 0
+            return "UTF-16 text without a byte-order mark"
+        return "a binary file (it holds NUL bytes)"
+    return None
+
+
+def _refuse_duplicate_parquet_columns(path: str) -> None:
+    """Arrow refuses to turn a table with two columns of one name into a DataFrame, with a
+    message about field references; say which columns instead."""
+    if pyarrow is None or "://" in path:
+        return
+    import pyarrow.parquet as arrow_parquet
+
+    _refuse_repeated(path, arrow_parquet.read_schema(path).names)
+
+
+def _refuse_repeated(path: str, header: list[str]) -> None:
+    seen: dict[str, int] = {}
+    for i, name in enumerate(header):
+        if name in seen:
+            raise DataError(
+                f"{path}: columns {seen[name] + 1} and {i + 1} of the header are both named "
+                f"{name!r}; give every column its own name"
+            )
+        seen[name] = i
+
+
+def _refuse_duplicate_csv_columns(path: str, df: pd.DataFrame) -> None:
+    """Two header cells with one name: pandas renames the second `a.1`, which would then be read
+    as a series of its own. The header is read again, as it is, only where a name looks renamed."""
+    names = set(df.columns)
+    renamed = [c for c in df.columns if (m := re.fullmatch(r"(.+)\.\d+", c)) and m[1] in names]
+    if not renamed:
+        return
+    header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
+    _refuse_repeated(path, [str(c) for c in header.iloc[0]])
 
 
 def _refuse_other_separators(path: str, df: pd.DataFrame) -> None:
@@ -447,8 +595,17 @@ def _require_columns(path: str, df: pd.DataFrame, wanted: list[str]) -> None:
     for name in wanted:
         if name not in have:
             near = nearest(name, have)
-            hint = f"did you mean {near!r}?" if near else f"the columns are {have}"
+            hint = f"did you mean {near!r}?" if near else f"the columns are {listed(have)}"
             raise DataError(f"{path}: column {name!r} not found; {hint}")
+
+
+def listed(names, limit: int = 10) -> str:
+    """The first `limit` names and how many more: a message stays one short line for a file
+    of 5,000 columns."""
+    names = list(names)
+    if len(names) <= limit:
+        return str(names)
+    return f"{str(names[:limit])[:-1]}, ... and {len(names) - limit:,} more]"
 
 
 def nearest(name: str, candidates: list[str]) -> str | None:
@@ -473,6 +630,8 @@ def _parse_times(where: Where, column: pd.Series, name: str) -> tuple[np.ndarray
     they are times; "UTC" where the column carried a zone or offsets (see Frame.tz)."""
     if pd.api.types.is_integer_dtype(column.dtype):
         return column.to_numpy(dtype=np.int64), False, None
+    if pd.api.types.is_float_dtype(column.dtype):
+        return _whole_steps(where, column, name), False, None
     try:
         times = pd.to_datetime(column, errors="coerce")
     except ValueError:  # offsets that change (daylight saving): one common zone, UTC
@@ -490,16 +649,70 @@ def _parse_times(where: Where, column: pd.Series, name: str) -> tuple[np.ndarray
     return times.to_numpy(dtype="datetime64[ns]").view(np.int64), True, "UTC" if zoned else None
 
 
-def _numeric(where: Where, column: pd.Series, name: str) -> np.ndarray:
-    """[N] float64; a value that is present but not a number is refused, NaN and inf kept."""
-    if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column):
-        return column.to_numpy(dtype=np.float64, na_value=np.nan)
-    values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    text = np.isnan(values) & column.notna().to_numpy()
-    if text.any():
-        row = int(np.argmax(text))
+def _whole_steps(where: Where, column: pd.Series, name: str) -> np.ndarray:
+    """A float time column: integer steps where every value is a whole number (as an integer
+    column reads), refused otherwise. Numbers are never taken for timestamps: pandas would read
+    epoch seconds as nanoseconds after 1970."""
+    values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(values) | (values != np.round(values)) | (np.abs(values) > 2.0**62)
+    if bad.any():
+        row = int(np.argmax(bad))
         raise DataError(
-            f"{where.path}: column {name!r}, {where.row(row)}: value {column.iloc[row]!r} is not "
-            f"a number; fix it, or remove the column if it is not a series"
+            f"{where.path}: column {name!r}, {where.row(row)}: value {float(values[row])!r} is "
+            f"not a timestamp, and a numeric time column must hold whole numbers (integer time "
+            f"steps); if these are epoch seconds, write them as timestamps, e.g. "
+            f"df[{name!r}] = pd.to_datetime(df[{name!r}], unit='s')"
         )
+    return values.astype(np.int64)
+
+
+def _numeric(where: Where, column: pd.Series, name: str) -> np.ndarray:
+    """[N] float64; a value that is present but not a number is refused, NaN and inf kept (the
+    fill decides), and so is a number too large for training (see LARGEST)."""
+    if pd.api.types.is_bool_dtype(column.dtype):
+        _refuse_booleans(where, name)
+    if pd.api.types.is_numeric_dtype(column.dtype):
+        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        if pd.api.types.infer_dtype(column, skipna=True) == "boolean":  # bool with gaps: object
+            _refuse_booleans(where, name)
+        values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        text = np.isnan(values) & column.notna().to_numpy()
+        if text.any():
+            row = int(np.argmax(text))
+            raise DataError(
+                f"{where.path}: column {name!r}, {where.row(row)}: value {column.iloc[row]!r} is "
+                f"not a number; fix it, or remove the column if it is not a series"
+            )
+    if not _within(values, LARGEST):
+        _refuse_large(where, values, name)
     return values
+
+
+def _within(values: np.ndarray, bound: float) -> bool:
+    """Whether every value that is not NaN lies in [-bound, bound]; no copy of the column."""
+    if not len(values):
+        return True
+    return bool(np.fmin.reduce(values) >= -bound and np.fmax.reduce(values) <= bound)
+
+
+def _refuse_large(where: Where, values: np.ndarray, name: str) -> None:
+    """Refuse the first finite value beyond LARGEST (inf is the fill's to refuse or fill)."""
+    with np.errstate(invalid="ignore"):
+        large = np.isfinite(values) & (np.abs(values) > LARGEST)
+    if large.any():
+        row = int(np.argmax(large))
+        raise DataError(
+            f"{where.path}: column {name!r}, {where.row(row)}: value {values[row]:g} is too large"
+            f": training runs in float32, which holds magnitudes up to {LARGEST:.2g} here "
+            f"(half its range, so that centring cannot overflow); fix the value, or scale the "
+            f"column down (e.g. divide it by 1e6)"
+        )
+
+
+def _refuse_booleans(where: Where, name: str) -> None:
+    raise DataError(
+        f"{where.path}: column {name!r} holds true/false values, not numbers; write them as 1 and "
+        f"0 if the column is meant as a 0/1 series, or leave the column out"
+    )

@@ -16,7 +16,15 @@ from pathlib import Path
 import pandas as pd
 
 from forecast.data.errors import DataError
-from forecast.data.io import Frame, from_frame, read_long, read_rows, read_wide, source_name
+from forecast.data.io import (
+    Frame,
+    from_frame,
+    listed,
+    read_long,
+    read_rows,
+    read_wide,
+    source_name,
+)
 from forecast.data.validate import FILLS
 
 LAYOUTS = ("wide", "long", "rows")
@@ -120,10 +128,9 @@ def _default_time_col(source, options: ReadOptions) -> str:
         return found or candidates[0]
     likely = likely_time_column(source, options.format, columns)
     hint = f"data.time_col={likely}" if likely else "data.time_col=<the column that holds times>"
-    shown = columns[:10] + (["..."] if len(columns) > 10 else [])
     raise DataError(
         f"{source_name(source)}: no time column named {' or '.join(map(repr, candidates))}; "
-        f"set {hint} (the columns are {shown})"
+        f"set {hint} (the columns are {listed(columns)})"
     )
 
 

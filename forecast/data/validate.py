@@ -219,3 +219,42 @@ def _series(ids, code) -> str:
 
 def _series_at(ids, offsets, i) -> str:
     return _series(ids, np.searchsorted(offsets, i, side="right") - 1)
+
+
+# The largest magnitude a scaled value may have. The network computes in float32 (on GPUs its
+# reductions accumulate in float32 too): RevIN squares deviations of up to twice this and sums
+# them over the look-back, which must stay below float32's 3.4e38 for look-backs up to 1e5 steps.
+SCALED_LARGEST = 1e16
+
+
+def check_scaled(frame, starts, ends, mean, scale, scaler: str) -> None:
+    """Refuse a value that scaling put beyond SCALED_LARGEST (or made non-finite): one that lies
+    so far from the training rows (a placeholder such as 1e30 for a missing value, mostly) that
+    the model's float32 arithmetic would overflow on it and its forecasts and metrics would be
+    inf or NaN. `starts`/`ends` [S'] are the rows of the series that were scaled, `mean`/`scale`
+    [G, C] their scaler (G = 1 or S')."""
+    values = frame.values  # [N, C] scaled
+    if values.size == 0 or (
+        values.max() <= SCALED_LARGEST and values.min() >= -SCALED_LARGEST
+    ):  # no copy: the usual case costs two passes over the data
+        return
+    for k, (start, end) in enumerate(zip(starts, ends, strict=True)):
+        part = values[start:end]
+        bad = ~(np.abs(part) <= SCALED_LARGEST)  # NaN and inf too
+        if not bad.any():
+            continue
+        i, j = divmod(int(np.argmax(bad)), part.shape[1])
+        g = k if len(mean) > 1 else 0
+        raw = float(part[i, j]) * float(scale[g, j]) + float(mean[g, j])
+        series = int(np.searchsorted(frame.offsets, start, side="right") - 1)
+        named = f"series {frame.ids[series]!r}, " if frame.n_series > 1 else ""
+        t = frame.times[start + i]
+        when = pd.Timestamp(t) if np.issubdtype(frame.times.dtype, np.datetime64) else int(t)
+        distance = f"{abs(float(part[i, j])):.2g}" if np.isfinite(raw) else "overflowing"
+        raise DataError(
+            f"{frame.path}: column {frame.channels[j]!r}, {named}time {when}: value {raw:.4g} "
+            f"lies {distance} scaled units (data.scaler={scaler}) from the training rows, beyond "
+            f"the {SCALED_LARGEST:.0e} that the model's float32 arithmetic takes; fix the value "
+            f"(a placeholder for a missing one? leave the cell empty and set data.fill), or "
+            f"train on rows that hold such values"
+        )

@@ -126,13 +126,15 @@ class Forecaster(pl.LightningModule):
         y_hat = y_hat_q[..., self.median]
         quantile_forecasts = y_hat_q if self.quantiles else None
         self.metrics[split].update(y_hat, y, x, quantile_forecasts)
-        mean, scale = self.scaler_of(batch)  # [B, 1, C]
-        original = lambda t: t * scale + mean  # noqa: E731
+        # original units in float64: values up to io.LARGEST times a forecast of a few units
+        # overflow float32 there, and their squared errors in MSE would too
+        mean, scale = (t.double() for t in self.scaler_of(batch))  # [B, 1, C]
+        original = lambda t: t.double() * scale + mean  # noqa: E731
         self.metrics[f"{split}_original"].update(
             original(y_hat),
             original(y),
             original(x),
-            (y_hat_q * scale[..., None] + mean[..., None]) if self.quantiles else None,
+            (y_hat_q.double() * scale[..., None] + mean[..., None]) if self.quantiles else None,
         )
 
     def _log_metrics(self, split: str) -> dict[str, torch.Tensor]:
@@ -144,7 +146,8 @@ class Forecaster(pl.LightningModule):
                 key = f"{split}_{base}{scale}" + ("_step" if _ else "")
                 results[key] = value
             metric.reset()
-        scalars = {k: v.float() for k, v in results.items() if v.dim() == 0}
+        # logged in float64, as computed: MSE in original units may not fit float32
+        scalars = {k: v for k, v in results.items() if v.dim() == 0}
         shown = scalars.pop(f"{split}_mse")
         self.log_dict(scalars)
         self.log(f"{split}_mse", shown, prog_bar=True)

@@ -1,0 +1,21 @@
+"""forecast.pipeline's own checks, without a training run."""
+
+import math
+
+import pytest
+from omegaconf import OmegaConf
+
+from forecast.errors import ConfigError
+from forecast.pipeline import refuse_diverged
+
+
+def test_a_diverged_model_is_refused_naming_the_learning_rate():
+    cfg = OmegaConf.create({"model": {"optimizer": {"lr": 0.5}}})
+    refuse_diverged({"val_mse": 0.3, "test_mse": 0.4}, cfg)  # finite: nothing to say
+    refuse_diverged({}, cfg)  # no evaluation ran (limit_val_batches=0 ...)
+    for key in ("val_mse", "test_mse"):
+        metrics = {"val_mse": 0.3, "test_mse": 0.4, key: math.nan}
+        with pytest.raises(ConfigError, match=rf"model.optimizer.lr=0.5: .*\({key}=nan\)"):
+            refuse_diverged(metrics, cfg)
+    with pytest.raises(ConfigError, match="test_mse=inf"):
+        refuse_diverged({"test_mse": math.inf}, cfg)
