@@ -183,8 +183,9 @@ class Run:
 
     def module(self, checkpoint: str = "best"):
         """The trained LightningModule (a `Forecaster`) from the run's `best` or `last`
-        checkpoint, loaded as weights only: for `Trainer.predict`, testing on other data, or
-        training on. Needs Lightning (forecasting from the export does not)."""
+        checkpoint, loaded as weights only, with the export's blend toward the naive forecast:
+        for `Trainer.predict`, testing on other data, or training on. Needs Lightning
+        (forecasting from the export does not)."""
         import torch
 
         from forecast.data.spec import DataSpec
@@ -197,6 +198,9 @@ class Run:
         state = torch.load(path, map_location="cpu", weights_only=True)
         model = build_model(self.config.model, DataSpec.from_dict(state["data_spec"]))
         model.load_state_dict(state["state_dict"])
+        blend = self.meta.get("naive_blend")  # chosen after the checkpoints were written
+        if blend:
+            model.net.set_naive_blend(blend["weight"], blend["lag"])
         return model.eval()
 
     def save(self, path: str | Path) -> Run:

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import torch
 from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
+
+from forecast.naive import naive_last, naive_seasonal
 
 POINT_METRICS = ("mse", "mae", "rmse", "mape", "smape", "mase")
 
@@ -55,21 +58,6 @@ def scaled_absolute_error(
     return torch.where(scale > 0, absolute_error(y_hat, y) / scale, torch.nan)
 
 
-def naive_last(history: torch.Tensor, horizon: int) -> torch.Tensor:
-    """Repeat the last value: history [..., L, C] -> [..., horizon, C]."""
-    return history[..., -1:, :].expand(*history.shape[:-2], horizon, history.shape[-1])
-
-
-def naive_seasonal(history: torch.Tensor, horizon: int, season: int) -> torch.Tensor:
-    """Repeat the last season: history [..., L, C] -> [..., horizon, C]; the last value where
-    the history is shorter than a season (or the season is 1), as MASE's scale falls back."""
-    length = history.shape[-2]
-    if season <= 1 or length < season:
-        return naive_last(history, horizon)
-    rows = length - season + torch.arange(horizon, device=history.device) % season  # [H]
-    return history[..., rows, :]
-
-
 def pinball(y_hat_q: torch.Tensor, y: torch.Tensor, quantile: float) -> torch.Tensor:
     """Pinball (quantile) loss of the `quantile` forecast, elementwise."""
     error = y - y_hat_q
@@ -107,6 +95,24 @@ def skill(mse_model, mse_naive_last, mse_naive_seasonal):
     return torch.where(best > 0, 1 - mse_model / best, torch.nan)
 
 
+def diebold_mariano(differences: torch.Tensor, lag: int) -> torch.Tensor:
+    """The Diebold-Mariano statistic of loss differences [n] (one per forecast, in time order):
+    their mean over its standard error, the variance from Newey-West with `lag` autocovariances
+    (forecasts h steps ahead from overlapping windows are correlated up to lag h - 1). Negative:
+    the first forecast had the lower loss. 0 where the differences are all 0; NaN for n < 2."""
+    d = differences.double()
+    n = len(d)
+    if n < 2:
+        return torch.tensor(torch.nan, dtype=torch.float64)
+    centred = d - d.mean()
+    variance = (centred * centred).mean()
+    for k in range(1, min(lag, n - 1) + 1):  # Bartlett weights keep the estimate positive
+        variance = variance + 2 * (1 - k / (lag + 1)) * (centred[k:] * centred[:-k]).sum() / n
+    if variance <= 0:  # every difference the same: no noise to weigh it against
+        return torch.copysign(torch.tensor(torch.inf), d.mean()) if d.mean() != 0 else d.mean()
+    return d.mean() / torch.sqrt(variance / n)
+
+
 def owa(smape_value: float, mase_value: float, smape_naive2: float, mase_naive2: float) -> float:
     """Overall weighted average of the M4 competition, relative to Naive2."""
     return 0.5 * (smape_value / smape_naive2 + mase_value / mase_naive2)
@@ -117,6 +123,10 @@ class ForecastMetrics(Metric):
     over batches, overall and per horizon step; and the MSE of the two naive forecasts on the
     same windows (repeat the last value, repeat the last season) with the model's skill against
     the better of them: 1 - MSE / min(naive MSEs) (0: no better than naive; below 0: worse).
+    `blend_weight_<naive>` is the weight w in [0, 1] of the blend (1 - w) y_hat + w naive with
+    the lowest MSE on these windows, `blend_mse_<naive>` that MSE, and `blend_t_<naive>` the
+    Diebold-Mariano statistic of the blend against the naive forecast alone (`diebold_mariano`:
+    below -1.645, the blend is better at the one-sided 5% level).
 
     update(y_hat [B, H, C], y [B, H, C], history [B, L, C], y_hat_q [B, H, C, Q] or None).
     """
@@ -129,12 +139,17 @@ class ForecastMetrics(Metric):
         names = ("se", "ae", "ape", "sape", "sae", "count", "ape_count", "sae_count")
         for name in (*names, "se_naive_last", "se_naive_seasonal"):
             self.add_state(name, torch.zeros(horizon, dtype=torch.float64), dist_reduce_fx="sum")
+        # per window (summed over its steps and channels), for the blends and their test
+        for name in ("cross_last", "gap_last", "cross_seasonal", "gap_seasonal"):
+            self.add_state(name, [], dist_reduce_fx="cat")
         n_q = len(self.quantiles)
         self.add_state("pinball", torch.zeros(n_q, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("covered", torch.zeros(n_q, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, y_hat, y, history, y_hat_q=None) -> None:
-        y_hat, y, history = y_hat.double(), y.double(), history.double()
+        # contiguous, so that equal forecasts sum in the same order: the naive forecast scored
+        # as a model's has exactly the naive MSE (and skill 0, not -1e-16)
+        y_hat, y, history = (t.double().contiguous() for t in (y_hat, y, history))
         per_step = lambda t: t.sum(dim=(0, 2))  # noqa: E731  [B, H, C] -> [H]
         ape = absolute_percentage_error(y_hat, y)
         sae = scaled_absolute_error(y_hat, y, history, self.season)
@@ -147,9 +162,15 @@ class ForecastMetrics(Metric):
         self.sae_count += per_step((~sae.isnan()).double())
         self.count += per_step(torch.ones_like(y))
         horizon = y.shape[-2]
-        self.se_naive_last += per_step(squared_error(naive_last(history, horizon), y))
-        seasonal = naive_seasonal(history, horizon, self.season)
+        last = naive_last(history, horizon).contiguous()
+        seasonal = naive_seasonal(history, horizon, self.season).contiguous()
+        self.se_naive_last += per_step(squared_error(last, y))
         self.se_naive_seasonal += per_step(squared_error(seasonal, y))
+        # for the blend (1 - w) y_hat + w naive: its squared error is that of y_hat minus
+        # 2 w cross + w^2 gap, per window (summed over steps and channels: [B])
+        for kind, naive in (("last", last), ("seasonal", seasonal)):
+            getattr(self, f"cross_{kind}").append(((y_hat - y) * (y_hat - naive)).sum(dim=(1, 2)))
+            getattr(self, f"gap_{kind}").append(squared_error(y_hat, naive).sum(dim=(1, 2)))
         if y_hat_q is not None:
             y_hat_q = y_hat_q.double()
             for i, q in enumerate(self.quantiles):
@@ -182,6 +203,18 @@ class ForecastMetrics(Metric):
         result["mse_naive_seasonal"] = self.se_naive_seasonal.sum() / total
         naive = (result["mse_naive_last"], result["mse_naive_seasonal"])
         result["skill"] = skill(result["mse"], *naive)
+        for kind in ("last", "seasonal"):  # the best blend with each naive forecast
+            cross = dim_zero_cat(getattr(self, f"cross_{kind}"))  # [windows]
+            gap = dim_zero_cat(getattr(self, f"gap_{kind}"))
+            weight = torch.where(gap.sum() > 0, cross.sum() / gap.sum(), 0.0).clamp(0.0, 1.0)
+            result[f"blend_weight_{kind}"] = weight
+            result[f"blend_mse_{kind}"] = (
+                result["mse"] - (2 * weight * cross.sum() - weight**2 * gap.sum()) / total
+            )
+            # blend minus naive, per window: (1 - w)(2 cross - (1 + w) gap), a difference of
+            # squared errors summed over the window's steps and channels
+            differences = (1 - weight) * (2 * cross - (1 + weight) * gap)
+            result[f"blend_t_{kind}"] = diebold_mariano(differences, lag=len(self.se) - 1)
         result.update({f"{name}_step": values for name, values in step.items()})
         for i, q in enumerate(self.quantiles):
             label = f"q{round(q * 100):02d}"

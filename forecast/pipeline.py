@@ -85,9 +85,14 @@ def train(
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         ckpt = best or None
         # an empty list where the trainer runs no batches (e.g. trainer.limit_val_batches=0)
-        evaluate = dict(datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)
-        val = first(trainer.validate(model, **evaluate))
-        test = first(trainer.test(model, **evaluate))
+        evaluate = dict(datamodule=datamodule, verbose=False, weights_only=True)
+        val = first(trainer.validate(model, ckpt_path=ckpt, **evaluate))
+        # the best weights are loaded now; with model.naive_blend, blended toward the naive
+        # forecast as validation chose, which is what is scored, tested and exported
+        blend = model.blend_toward_naive()
+        if blend is not None:
+            val = first(trainer.validate(model, ckpt_path=None, **evaluate))
+        test = first(trainer.test(model, ckpt_path=None if blend else ckpt, **evaluate))
     for split, results in (("val", val), ("test", test)):
         if not results:
             log.warning(
@@ -103,6 +108,7 @@ def train(
         "fit_seconds": round(fit_seconds, 3),
         "wall_seconds": round(time.perf_counter() - start, 3),
         "best_checkpoint": os.path.relpath(best, output_dir) if best else None,
+        **(blend or {}),
     }
     refuse_diverged(metrics, cfg)
     if metrics.get("val_skill", 0.0) < 0:
@@ -310,5 +316,6 @@ def export_meta(cfg: DictConfig, spec: DataSpec, model) -> dict:
             ),
         },
         "quantiles": list(model.quantiles),
+        "naive_blend": {"weight": float(model.net.naive_weight), "lag": model.net.naive_lag},
         "config": OmegaConf.to_container(cfg, resolve=True),
     }

@@ -171,3 +171,24 @@ def test_skill_is_zero_for_the_naive_forecast_itself_and_nan_with_nothing_to_bea
     metric = M.ForecastMetrics(horizon=6, season=1)
     metric.update(torch.zeros(1, 6, 1), torch.ones(1, 6, 1), flat)
     assert torch.isnan(metric.compute()["skill"])
+
+
+def test_diebold_mariano_against_numpy():
+    """lag 0: a t statistic with the population variance (scipy's ttest_1samp uses n - 1);
+    lag L: Newey-West's Bartlett-weighted autocovariances, from numpy's correlate."""
+    from scipy.stats import ttest_1samp
+
+    rng = np.random.default_rng(0)
+    d = np.convolve(rng.normal(0.1, 1, 400), np.ones(5) / 5, mode="valid")  # autocorrelated
+    n = len(d)
+    t0 = M.diebold_mariano(torch.tensor(d), lag=0).item()
+    assert t0 == pytest.approx(ttest_1samp(d, 0).statistic * np.sqrt(n / (n - 1)), rel=1e-10)
+    centred = d - d.mean()
+    autocovariance = np.correlate(centred, centred, mode="full")[n - 1 :] / n  # [n] lags 0..
+    lag = 6
+    weights = 1 - np.arange(1, lag + 1) / (lag + 1)
+    variance = autocovariance[0] + 2 * (weights * autocovariance[1 : lag + 1]).sum()
+    expected = d.mean() / np.sqrt(variance / n)
+    assert M.diebold_mariano(torch.tensor(d), lag=lag).item() == pytest.approx(expected, rel=1e-10)
+    assert M.diebold_mariano(torch.zeros(10), lag=3).item() == 0.0
+    assert M.diebold_mariano(torch.full((10,), -2.0), lag=3).item() == -np.inf

@@ -13,9 +13,13 @@ from forecast.data.spec import DataSpec
 from forecast.errors import ConfigError
 from forecast.metrics import ForecastMetrics, pinball
 from forecast.models.network import ForecastNet
+from forecast.naive import NAIVE_KINDS
 from forecast.quantiles import median_index
 
 LOSSES = ("mse", "mae", "huber", "quantile")
+# the one-sided 5% point of the standard normal: a blend is kept only if it beats the naive
+# forecast on validation at that level
+DM_CRITICAL = 1.645
 
 
 class Forecaster(pl.LightningModule):
@@ -40,6 +44,7 @@ class Forecaster(pl.LightningModule):
         huber_delta: float = 1.0,
         quantiles: Sequence[float] = (0.1, 0.5, 0.9),
         season: int | None = None,
+        naive_blend: bool = True,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., object] | None = None,
         **net_options,
@@ -60,10 +65,15 @@ class Forecaster(pl.LightningModule):
                 f"network's outputs are sorted, so they answer the levels in increasing order"
             )
         n_quantiles = max(len(self.quantiles), 1)
-        self.net = net or ForecastNet(
-            spec.n_channels, spec.lookback, spec.horizon, n_quantiles=n_quantiles, **net_options
-        )
         self.median = median_index(self.quantiles)
+        self.net = net or ForecastNet(
+            spec.n_channels,
+            spec.lookback,
+            spec.horizon,
+            n_quantiles=n_quantiles,
+            point_index=self.median,
+            **net_options,
+        )
         # the data scaler [groups, channels]: original = scaled * scale + mean
         self.register_buffer("scaler_mean", torch.as_tensor(spec.scaler_mean, dtype=torch.float32))
         self.register_buffer(
@@ -79,6 +89,8 @@ class Forecaster(pl.LightningModule):
             }
         )
         self.test_results: dict[str, torch.Tensor] = {}
+        # per split, the best blends with each naive forecast on its last evaluation
+        self.naive_candidates: dict[str, dict[str, float]] = {}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["data_spec"] = self.spec.to_dict()  # plain types: loads with weights_only
@@ -146,12 +158,40 @@ class Forecaster(pl.LightningModule):
                 key = f"{split}_{base}{scale}" + ("_step" if _ else "")
                 results[key] = value
             metric.reset()
+        blends = {
+            k: results.pop(k) for k in list(results) if k.split("_", 1)[1].startswith("blend_")
+        }
+        naive = {k: results[k] for k in (f"{split}_mse_naive_last", f"{split}_mse_naive_seasonal")}
+        self.naive_candidates[split] = {
+            k.split("_", 1)[1]: float(v)
+            for k, v in {**blends, **naive}.items()
+            if not k.endswith("_original")
+        }
         # logged in float64, as computed: MSE in original units may not fit float32
         scalars = {k: v for k, v in results.items() if v.dim() == 0}
         shown = scalars.pop(f"{split}_mse")
         self.log_dict(scalars)
         self.log(f"{split}_mse", shown, prog_bar=True)
         return results
+
+    def blend_toward_naive(self) -> dict | None:
+        """With `naive_blend`, make the naive forecast always within reach, as the last
+        validation decides. The network's forecasts are blended toward the naive forecast (the
+        last value or the last season, whichever blends better) by the MSE-optimal weight, if
+        that blend beats the naive forecast alone significantly (Diebold-Mariano, one-sided 5%);
+        otherwise the naive forecast with the lower validation MSE is used alone (weight 1): on
+        data the network cannot forecast better, such as random walks, it does not add noise.
+        Returns what was chosen (None: off, or no validation ran)."""
+        found = self.naive_candidates.get("val")
+        if not self.hparams.naive_blend or not found:
+            return None
+        kind = min(NAIVE_KINDS, key=lambda k: found[f"blend_mse_{k}"])
+        weight = found[f"blend_weight_{kind}"]
+        if not found[f"blend_t_{kind}"] < -DM_CRITICAL:
+            kind, weight = min(NAIVE_KINDS, key=lambda k: found[f"mse_naive_{k}"]), 1.0
+        lag = 1 if kind == "last" else self.metrics["val"].season
+        self.net.set_naive_blend(weight, lag)
+        return {"naive_blend": kind, "naive_weight": weight, "naive_lag": lag}
 
     def validation_step(self, batch, batch_idx):
         self._update_metrics(batch, "val")

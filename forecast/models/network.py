@@ -23,6 +23,7 @@ import math
 import torch
 from torch import nn
 
+from forecast.naive import naive_seasonal
 from forecast.nn import Dropout, backbone_output_size, broadcast_step, build_backbone
 
 DECODERS = ("direct", "pmf")
@@ -74,6 +75,7 @@ class ForecastNet(nn.Module):
         highway: bool = False,
         head_dropout: float = 0.5,
         n_quantiles: int = 1,
+        point_index: int = 0,
     ):
         super().__init__()
         if decoder not in DECODERS:
@@ -113,9 +115,35 @@ class ForecastNet(nn.Module):
         else:
             self.head = nn.Linear(out_size, horizon * self.features * n_quantiles)
         self.highway = nn.Linear(lookback, horizon) if highway else None
+        # the blend toward a naive forecast chosen on validation (Forecaster.blend_toward_naive):
+        # y + w (naive - y_point), w in [0, 1]; 0 (the network alone) until then
+        self.register_buffer("naive_weight", torch.zeros(()))
+        self.naive_lag = 1  # 1: repeat the last value; a season: repeat the last season
+        self.point_index = point_index  # which quantile output is the point forecast
+
+    def set_naive_blend(self, weight: float, lag: int) -> None:
+        """Blend every forecast toward the naive one that repeats the last `lag` values (1: the
+        last value; a season: the last season) with `weight` in [0, 1]."""
+        if not 0.0 <= weight <= 1.0 or lag < 1:
+            raise ValueError(
+                f"a naive blend needs 0 <= weight <= 1 and lag >= 1, got {weight}, {lag}"
+            )
+        self.naive_weight.fill_(weight)
+        self.naive_lag = int(lag)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, lookback, C] (scaled) -> forecast [B, horizon, C, Q]."""
+        y = self._forward(x)
+        # every quantile moves with the point forecast: the blend shifts, it does not shrink
+        naive = naive_seasonal(x, self.horizon, self.naive_lag)[..., None].to(
+            y.dtype
+        )  # [B, H, C, 1]
+        point = y[..., self.point_index : self.point_index + 1]
+        weight = self.naive_weight.to(y.dtype)
+        # (1 - w) point + w naive is the naive forecast exactly at w = 1; spread is 0 at the point
+        return (1 - weight) * point + weight * naive + (y - point)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         batch = x.shape[0]
         if self.revin is not None:
             x, mean, std = self.revin.normalize(x)
