@@ -1,15 +1,16 @@
 // The LSTM layer loop (optionally projected) in C++: forward and hand-written backward.
 //
-// The same algorithm as forecast/nn/manual_backward.py, without the interpreter between the
-// steps and with the gate arithmetic of a step fused into one pass over [B, H]: per step, one
-// matrix product (oneDNN with a prepacked weight where the caller passes one, else addmm) and
-// one loop that reads the four gate pre-activations and the cell state once. torch's own CPU
-// path runs ~8 separate elementwise kernels per step, each a pass over memory, plus
+// The reference loop of forecast/nn/layers.py, differentiated by hand, without the interpreter
+// between the steps and with the gate arithmetic of a step fused into one pass over [B, H]: per
+// step, one matrix product (oneDNN with a prepacked weight where the caller passes one, else
+// addmm) and one loop that reads the four gate pre-activations and the cell state once. torch's
+// own CPU path runs ~8 separate elementwise kernels per step, each a pass over memory, plus
 // dispatcher overhead.
 //
 // float32 uses vectorisable exp/tanh approximations (Cephes' single-precision polynomials,
 // about 2 ulp); float64 uses <cmath> so that float64 results match torch to rounding.
-// Compiled on first use by forecast/nn/fused.py; every entry point has a pure torch fallback.
+// Compiled on first use by forecast/nn/fast/build.py; every entry point has a pure torch
+// fallback (the reference).
 
 #include <torch/extension.h>
 
