@@ -14,7 +14,7 @@ around it:
   removed by the next builder.
 
 `<root>` is `TORCH_EXTENSIONS_DIR` or torch's default (~/.cache/torch_extensions).
-`python -m forecast.nn.fast.build` builds ahead of use.
+`python -m forecast.nn.fast` builds ahead of use.
 """
 
 from __future__ import annotations
@@ -171,13 +171,3 @@ def warn_unavailable(error: BuildError) -> None:
         "or set FORECAST_NN_BACKEND=reference to silence this.",
         stacklevel=4,
     )
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        module = load()
-    except BuildError as error:
-        print(f"forecast.nn.fast.build: {error}", file=sys.stderr)
-        sys.exit(1)
-    print(f"ready: {module.__file__}")

@@ -1,0 +1,14 @@
+"""python -m forecast.nn.fast: build the C++ kernels ahead of use (impl=custom), saying so."""
+
+import logging
+import sys
+
+from forecast.nn.fast import build
+
+logging.basicConfig(level=logging.INFO, format="%(message)s")
+try:
+    module = build.load()
+except build.BuildError as error:
+    print(f"forecast.nn.fast: {error}", file=sys.stderr)
+    sys.exit(1)
+print(f"ready: {module.__file__}")
