@@ -8,8 +8,8 @@
 Columns: milliseconds per call, median of the repeats after warm-up; `fwd` is a forward pass
 under no_grad, `f+b` a forward pass plus the backward of `output.sum()`; `ratio` is ours over
 torch's (lower is better, <1 means ours is faster). "ours" is our module on its fast path
-(`backend="fast"`, forecast/nn/fast: the LSTM's C++ loop, compiled on first use, and the GRU's
-hand-written backward); "ours reference" the same module on the reference loop
+(`backend="fast"`, forecast/nn/fast: the C++ LSTM and GRU loops, compiled on first use, with
+their hand-written backward); "ours reference" the same module on the reference loop
 (`backend="reference"`: public torch ops, autograd through the loop), what runs where the fast
 path does not. "naive" steps textbook cells in a Python loop (input projection inside the loop),
 for contrast.

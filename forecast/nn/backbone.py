@@ -6,8 +6,7 @@ from torch.nn import functional as F
 
 from forecast.nn import fast
 from forecast.nn.cells import gru_pointwise, lstm_pointwise
-from forecast.nn.fast import lstm as fast_lstm
-from forecast.nn.fast import onednn
+from forecast.nn.fast import kernels, onednn
 from forecast.nn.rnn import GRU, LSTM
 
 CELLS = ("lstm", "lstmp", "gru")
@@ -73,7 +72,7 @@ def broadcast_step(rnn: nn.Module, x: Tensor, state: Tensor | tuple[Tensor, Tens
     the new h (the step's output), [..., P], the same as `rnn` on every pair of them.
 
     torch's modules (`impl=torch`) step in public torch ops; ours follow their `backend`, whose
-    fast path has a C++ kernel for the parallel decoder's pattern (see `fast.lstm`).
+    fast path has a C++ kernel for the parallel decoder's pattern (see `fast.kernels`).
     """
     if rnn.num_layers != 1 or rnn.bidirectional:
         raise ValueError("broadcast_step needs a one-layer, one-direction backbone")
@@ -93,7 +92,7 @@ def broadcast_step(rnn: nn.Module, x: Tensor, state: Tensor | tuple[Tensor, Tens
     # B x G x M pairs never exist as one tensor
     m = None
     if on_fast and fast.use_fast(backend, [h, c, w_hh]):
-        m = fast_lstm.lstm_outer_step(hw, xw, c)
+        m = kernels.lstm_outer_step(hw, xw, c)
     if m is None:
         m = _lstm_pointwise_float32(xw, hw, c)
     return m if w_hr is None else F.linear(m, w_hr)

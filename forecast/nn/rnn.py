@@ -21,8 +21,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from forecast.nn import fast, layers
 from forecast.nn.dropout import dropout
-from forecast.nn.fast import gru as fast_gru
-from forecast.nn.fast import lstm as fast_lstm
+from forecast.nn.fast import kernels
 from forecast.nn.fast.onednn import InputProjection
 
 
@@ -278,7 +277,7 @@ class LSTM(_RecurrentBase):
         reverse = suffix == "_reverse"
         if fast.use_fast(self.backend, [x, w_ih, *args], mask):
             xw = InputProjection.apply(x, w_ih, bias)  # [T, B, 4H]
-            out, h, c = fast_lstm.lstm_layer(xw, *args, reverse)
+            out, h, c = kernels.lstm_layer(xw, *args, reverse)
         else:
             xw = F.linear(x, w_ih, bias)  # [T, B, 4H]
             out, h, c = layers.lstm_layer(xw, *args, reverse, mask)
@@ -335,10 +334,9 @@ class GRU(_RecurrentBase):
             self._param("bias_hh", layer, suffix),
         ]
         reverse = suffix == "_reverse"
-        # the GRU's fast path is TorchScript: it needs no compiler
-        if fast.use_fast(self.backend, [x, w_ih, *args], mask, compiled=False):
+        if fast.use_fast(self.backend, [x, w_ih, *args], mask):
             xw = InputProjection.apply(x, w_ih, b_ih)  # [T, B, 3H]
-            out, h = fast_gru.gru_layer(xw, *args, reverse)
+            out, h = kernels.gru_layer(xw, *args, reverse)
         else:
             xw = F.linear(x, w_ih, b_ih)  # [T, B, 3H]
             out, h = layers.gru_layer(xw, *args, reverse, mask)

@@ -10,20 +10,19 @@ import warnings
 
 import pytest
 import torch
-from rnn_helpers import initial_state, make_pair
+from rnn_helpers import flat_states, initial_state, make_pair
 from torch import nn
 
 from forecast.nn import GRU, LSTM, broadcast_step, cells, fast
 from forecast.nn.fast import build
-from forecast.nn.fast.lstm import lstm_outer_step
+from forecast.nn.fast.kernels import lstm_outer_step
 
 
-def test_it_builds_here_and_lstms_run_it():
+def test_it_builds_here_and_our_modules_run_it():
     assert fast.extension() is not None
-    for proj_size in (0, 3):
-        lstm = LSTM(4, 6, proj_size=proj_size)
-        out = lstm(torch.randn(5, 2, 4))[0]
-        assert out.grad_fn.name() == "LSTMLayerBackward"
+    for module in (LSTM(4, 6), LSTM(4, 6, proj_size=3), GRU(4, 6)):
+        out = module(torch.randn(5, 2, 4))[0]
+        assert out.grad_fn.name() == f"{type(module).__name__}LayerBackward"
 
 
 @pytest.mark.parametrize("cell", ("lstm", "lstmp"))
@@ -43,7 +42,7 @@ def _results(cell, monkeypatch):
     ours, ref = make_pair(cell, 5, 64, dtype=torch.float64, num_layers=2)
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(150, 300, 5, generator=gen, dtype=torch.float64)
-    hx = initial_state(ref, 300, torch.float64)
+    hx = flat_states(initial_state(ref, 300, torch.float64))
     results = []
     for module, dtype, loop in (
         (ours, torch.float64, True),
@@ -51,24 +50,25 @@ def _results(cell, monkeypatch):
         (ours, torch.float32, True),
         (ours, torch.float32, False),
     ):
-        if isinstance(module, LSTM):
+        if isinstance(module, (LSTM, GRU)):
             module.backend = "auto" if loop else "reference"
         module = module.to(dtype)
         leaves = [t.detach().to(dtype).requires_grad_() for t in (x, *hx)]
-        out, (h, c) = module(leaves[0], tuple(leaves[1:]))
+        states = tuple(leaves[1:]) if len(leaves) == 3 else leaves[1]
+        out, finals = module(leaves[0], states)
         # the loss weighs every output and final state by fixed random numbers
         loss = sum(
             (
                 t.double() * torch.randn(t.shape, generator=gen.manual_seed(2), dtype=torch.float64)
             ).sum()
-            for t in (out, h, c)
+            for t in (out, *flat_states(finals))
         )
         grads = torch.autograd.grad(loss, [*leaves, *module.parameters()])
-        results.append([out.detach(), h.detach(), c.detach(), *grads])
+        results.append([out.detach(), *(t.detach() for t in flat_states(finals)), *grads])
     return results
 
 
-@pytest.mark.parametrize("cell", ("lstm", "lstmp"))
+@pytest.mark.parametrize("cell", ("lstm", "lstmp", "gru"))
 def test_long_sequences_on_two_threads(cell, monkeypatch):
     """Batch 300 x hidden 64 splits each step over threads. float64: ours equals torch's to
     1e-10. float32: the C++ loop's exp/tanh are approximations, so it is measured against the
@@ -341,7 +341,7 @@ def test_a_killed_build_leaves_nothing_that_blocks_the_next(fake_compiler, tmp_p
 def test_compiling_is_said_only_when_it_happens(fake_compiler, caplog):
     with caplog.at_level("INFO", logger=build.__name__):
         build.load(timeout=5)
-        assert "compiling the C++ LSTM kernels" in caplog.text
+        assert "compiling the C++ LSTM and GRU kernels" in caplog.text
         caplog.clear()
         build.load(timeout=5)
     assert "compiling" not in caplog.text

@@ -1,9 +1,9 @@
 """The CPU fast path of forecast.nn, and the one place that decides whether it runs.
 
-What it holds: the C++ kernels (csrc/rnn.cpp, built by `build.py`: the LSTM layer loop with its
-hand-written backward, the parallel decoder's outer-product step), the GRU's hand-written
-backward (`gru.py`), and torch's private oneDNN ops (`onednn.py`, the only file that calls
-them). Everything here computes what the reference in forecast.nn computes (`cells.py`,
+What it holds: the C++ kernels (csrc/rnn.cpp, built by `build.py`, called through
+`kernels.py`: the LSTM and GRU layer loops with their hand-written backward, the parallel
+decoder's outer-product step) and torch's private oneDNN ops (`onednn.py`, the only Python file
+that calls them). Everything here computes what the reference in forecast.nn computes (`cells.py`,
 `layers.py`), to rounding; the parity tests hold both against torch's modules.
 
 The switch is a module's `backend`: "reference" never takes the fast path, "fast" insists on it
@@ -73,7 +73,7 @@ def use_fast(
     """The dispatch point: whether `backend` runs the fast path on these operands.
 
     `mask`: packed input's step mask (the fast path has none). `compiled`: the operation needs
-    the C++ kernels (the GRU's hand-written backward does not).
+    the C++ kernels (the oneDNN products alone do not).
     """
     if backend == "reference" or plain_ops_wanted():
         return False

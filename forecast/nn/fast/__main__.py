@@ -7,8 +7,8 @@ from forecast.nn.fast import build
 
 logging.basicConfig(level=logging.INFO, format="%(message)s")
 try:
-    module = build.load()
+    build.load()
 except build.BuildError as error:
     print(f"forecast.nn.fast: {error}", file=sys.stderr)
     sys.exit(1)
-print(f"ready: {module.__file__}")
+print(f"ready: {build.root() / build.extension_name()}")

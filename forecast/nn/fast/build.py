@@ -126,7 +126,7 @@ def _build(name: str, source: Path, folder: Path):
     bin_dir = str(Path(sys.executable).parent)
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
-    _log.info("compiling the C++ LSTM kernels (once per machine and torch version, ~20 s)")
+    _log.info("compiling the C++ LSTM and GRU kernels (once per machine and torch version, ~20 s)")
     try:
         module = cpp_extension.load(
             name,
@@ -166,7 +166,7 @@ def reason(error: Exception) -> str:
 
 def warn_unavailable(error: BuildError) -> None:
     warnings.warn(
-        f"forecast: the C++ RNN kernels are unavailable ({error}); impl=custom runs the "
+        f"forecast: the C++ LSTM and GRU kernels are unavailable ({error}); impl=custom runs the "
         "slower torch-op loops instead. Install a C++ compiler (g++) and ninja to get them, "
         "or set FORECAST_NN_BACKEND=reference to silence this.",
         stacklevel=4,

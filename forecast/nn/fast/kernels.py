@@ -1,11 +1,13 @@
-"""The LSTM's fast path: the C++ layer loop with its hand-written backward, and the parallel
-decoder's outer-product step (csrc/rnn.cpp).
+"""The C++ kernels (csrc/rnn.cpp) as torch functions: the LSTM and GRU layer loops with their
+hand-written backward, and the parallel decoder's outer-product LSTM step.
 
-torch has no fused LSTM step we can call with our own loop, and on CPU its elementwise kernels
-cost a pass over memory and a dispatch each, ~8 per step. The C++ loop fuses a step's gate
-arithmetic into one pass; the backward is the same algorithm autograd would run through the
-reference loop, one pass per step, with the weight gradients as single matrix products.
-Callers check `fast.use_fast` first: these functions assume the kernels are built.
+torch has no fused LSTM or GRU step we can call with our own loop, and on CPU its elementwise
+kernels cost a pass over memory and a dispatch each, ~8 per step; autograd through a step loop
+records ~10 nodes per step and accumulates the weight gradients one step at a time. The C++
+loops fuse a step's gate arithmetic into one pass; their backward is the same algorithm
+autograd would run through the reference loop, one pass per step, with the weight gradients as
+single matrix products. Callers check `fast.use_fast` first: these functions assume the kernels
+are built.
 """
 
 import torch
@@ -87,6 +89,45 @@ class LSTMLayer(torch.autograd.Function):
             *_packed(transposed, d_out.size(1)),
         )
         return (*grads, None)
+
+
+def gru_layer(
+    xw: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor | None, reverse: bool
+) -> tuple[Tensor, Tensor]:
+    """xw [T, B, 3H] (input projection with `bias_ih`), h0 [B, H] -> (output [T, B, H], h_T);
+    a graph node only where a gradient is wanted."""
+    args = (xw, h0, w_hh, b_hh)
+    if fast.wants_grad(list(args)):
+        return GRULayer.apply(*args, reverse)
+    xw, h0, w_hh, b_hh = _contiguous(*args)
+    (packed,) = _packed([w_hh], xw.size(1))
+    outputs = fast.extension().gru_forward(xw, h0, w_hh, b_hh, reverse, False, packed)[0]
+    return outputs, _last(outputs, reverse)
+
+
+class GRULayer(torch.autograd.Function):
+    """Training: (xw, h0, w_hh, b_hh, reverse) -> (output [T, B, H], h_T)."""
+
+    @staticmethod
+    def forward(ctx, xw, h0, w_hh, b_hh, reverse):
+        xw, h0, w_hh, b_hh = _contiguous(xw, h0, w_hh, b_hh)
+        (packed,) = _packed([w_hh], xw.size(1))
+        outputs, rz, n, hn = fast.extension().gru_forward(xw, h0, w_hh, b_hh, reverse, True, packed)
+        ctx.save_for_backward(h0, outputs, rz, n, hn, w_hh)
+        ctx.reverse, ctx.has_bias = reverse, b_hh is not None
+        return outputs, _last(outputs, reverse)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_out, d_h):
+        h0, outputs, rz, n, hn, w_hh = ctx.saved_tensors
+        d_out = torch.zeros_like(outputs) if d_out is None else d_out.contiguous()
+        d_h = torch.zeros_like(h0) if d_h is None else d_h.contiguous()
+        (packed_t,) = _packed([w_hh.t()], d_out.size(1))
+        d_xw, d_h0, d_w_hh, d_b_hh = fast.extension().gru_backward(
+            d_out, d_h, h0, outputs, rz, n, hn, w_hh, ctx.reverse, packed_t
+        )
+        return d_xw, d_h0, d_w_hh, d_b_hh if ctx.has_bias else None, None
 
 
 def lstm_outer_step(hw: Tensor, xw: Tensor, c: Tensor) -> Tensor | None:
