@@ -239,6 +239,9 @@ def test_the_backend_switch_and_its_default(monkeypatch):
     assert LSTM(3, 4, backend="fast").backend == "fast"
     with pytest.raises(ValueError, match="backend must be one of"):
         LSTM(3, 4, backend="cpp")
+    monkeypatch.setenv(fast.ENV, "fused")
+    with pytest.raises(ValueError, match="FORECAST_NN_BACKEND must be one of"):
+        LSTM(3, 4)
 
 
 def test_fast_insists_and_says_why_it_cannot_run():

@@ -33,7 +33,10 @@ _STATE: list = [None, False]
 
 def default_backend() -> str:
     """The backend of a module built without one: $FORECAST_NN_BACKEND, else "auto"."""
-    return check_backend(os.environ.get(ENV) or "auto")
+    backend = os.environ.get(ENV) or "auto"
+    if backend not in BACKENDS:
+        raise ValueError(f"{ENV} must be one of {BACKENDS}, got {backend!r}")
+    return backend
 
 
 def check_backend(backend: str) -> str:
