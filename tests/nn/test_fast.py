@@ -440,3 +440,13 @@ def test_kill_9_during_a_build_then_the_next_run_builds(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "module"
     assert not list(tmp_path.glob("*.tmp-*"))
+
+
+def test_the_build_command_builds_ahead_and_says_where():
+    assert fast.extension() is not None  # built (or loaded) in this process already
+    done = subprocess.run(
+        [sys.executable, "-m", "forecast.nn.fast"], capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == f"ready: {build.root() / build.extension_name()}"
+    assert "compiling" not in done.stderr  # already built: nothing to say about it
