@@ -28,6 +28,7 @@ def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     from forecast.cli import ConfigError, check_overrides, not_set, reported
+    from forecast.export import ExportError
     from forecast.predict import BatchForecaster, PredictError
 
     with reported(__file__, "predict"):
@@ -50,7 +51,7 @@ def main(cfg: DictConfig) -> None:
                 data_options=OmegaConf.to_container(cfg.data, resolve=True),
             )
             summary = forecaster.run(cfg.input, cfg.output)
-        except (PredictError, FileNotFoundError) as err:
+        except (PredictError, ExportError, FileNotFoundError) as err:
             print(f"predict.py: {err}", file=sys.stderr)
             sys.exit(2)
     if summary.failed:

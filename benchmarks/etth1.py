@@ -72,7 +72,7 @@ def main() -> None:
         ]
     out = args.out or Path(tempfile.mkdtemp(prefix="etth1-bench-"))
     # our C++ kernels compile on first use, once per machine: not inside a timed run
-    warm_up = "from forecast.nn import fused; fused.extension()"
+    warm_up = "from forecast.nn import fast; fast.extension()"
     subprocess.run([sys.executable, "-c", warm_up], cwd=ROOT, check=True)
 
     print(

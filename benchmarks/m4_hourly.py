@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout: python benchmarks/m4_hourl
 from forecast.baselines import naive2, seasonal_naive  # noqa: E402
 from forecast.data import dataset_path  # noqa: E402
 from forecast.metrics import owa  # noqa: E402
-from forecast.nn import fused  # noqa: E402
+from forecast.nn import fast  # noqa: E402
 from forecast.predict import BatchForecaster  # noqa: E402
 
 HORIZON, SEASON = 48, 24
@@ -90,7 +90,7 @@ def main() -> None:
     if args.quick:
         extra += ["trainer.max_epochs=1", "trainer.limit_train_batches=5"]
     out = args.out or Path(tempfile.mkdtemp(prefix="m4-bench-"))
-    fused.extension()  # our C++ kernels compile on first use, once per machine: not in a run
+    fast.extension()  # our C++ kernels compile on first use, once per machine: not in a run
     train_path, test_path = dataset_path("M4-Hourly-train.csv"), dataset_path("M4-Hourly-test.csv")
     train = pd.read_csv(train_path, index_col=0)
     test = pd.read_csv(test_path, index_col=0)

@@ -602,13 +602,13 @@ def main() -> None:
         args.result.write_text(json.dumps(result))
         return
 
-    from forecast.nn import fused
+    from forecast.nn import fast
     from forecast.runtime import prepare_process
 
     prepare_process()  # every worker inherits the process settings train.py runs with
     # our C++ kernels are compiled on first use, once per machine: do that here, so that no
     # worker's fit time or peak RSS (which counts the compiler, a child) includes it
-    fused.extension()
+    fast.extension()
     out = args.out or Path(tempfile.mkdtemp(prefix="peers-bench-"))
     out.mkdir(parents=True, exist_ok=True)
     budget = f"{args.epochs} epoch(s)" + (

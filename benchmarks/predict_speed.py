@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout: python benchmarks/predict_
 
 from data_speed import child, generate_long, rss_mb  # noqa: E402
 
-ENGINES = ("torchscript", "onnx")
+ENGINES = ("pt2", "onnx")
 LOOKBACK, HORIZON = 96, 48
 
 

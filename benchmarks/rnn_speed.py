@@ -7,12 +7,17 @@
 
 Columns: milliseconds per call, median of the repeats after warm-up; `fwd` is a forward pass
 under no_grad, `f+b` a forward pass plus the backward of `output.sum()`; `ratio` is ours over
-torch's (lower is better, <1 means ours is faster). "ours" runs the LSTM's C++ loop (compiled on
-first use, see forecast/nn/fused.py) where it applies; "ours TorchScript" is the same module
-with it switched off (`fused_loop = False`: the TorchScript loops with the hand-written
-backward, what the GRU always runs). "ours autograd" is our fallback (autograd through the
-compiled loop instead of the hand-written backward). "naive" steps textbook cells
-in a Python loop (input projection inside the loop, no compilation), for contrast.
+torch's (lower is better, <1 means ours is faster). "ours" is our module on its fast path
+(`backend="fast"`, forecast/nn/fast: the C++ LSTM and GRU loops, compiled on first use, with
+their hand-written backward); "ours reference" the same module on the reference loop
+(`backend="reference"`: public torch ops, autograd through the loop), what runs where the fast
+path does not. "naive" steps textbook cells in a Python loop (input projection inside the loop),
+for contrast.
+
+`--decoder` measures instead one training step (forward, backward, Adam) of the default model
+(`model=lstm impl=torch decoder=pmf`, ETTh1's batch of 256 windows) with its parallel decoder's
+step in torch ops, as it runs, against the same step through the fast path's C++ kernel and
+oneDNN product: what the default would gain from needing a compiler.
 """
 
 import argparse
@@ -28,7 +33,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from forecast.nn import GRU, LSTM  # noqa: E402 - needs the path above when run as a script
+from forecast.nn import GRU, LSTM, broadcast_step  # noqa: E402 - needs the path above
 from forecast.nn.cells import gru_cell, lstm_cell  # noqa: E402
 
 # (batch, length, input, hidden, layers)
@@ -69,12 +74,14 @@ _PARAM_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
 
 
 def build(cell: str, impl: str, input_size: int, hidden: int, layers: int) -> nn.Module:
-    proj = {"proj_size": hidden // 2} if cell == "lstmp" else {}
+    """impl: "torch" (torch's module), "fast" / "reference" (ours on that backend), "naive"."""
+    kwargs = {"num_layers": layers, "batch_first": True}
+    if cell == "lstmp":
+        kwargs["proj_size"] = hidden // 2
     if impl == "torch":
-        cls = nn.GRU if cell == "gru" else nn.LSTM
-    else:
-        cls = GRU if cell == "gru" else LSTM
-    rnn = cls(input_size, hidden, num_layers=layers, batch_first=True, **proj)
+        return (nn.GRU if cell == "gru" else nn.LSTM)(input_size, hidden, **kwargs)
+    backend = "reference" if impl == "naive" else impl
+    rnn = (GRU if cell == "gru" else LSTM)(input_size, hidden, backend=backend, **kwargs)
     return NaiveLoop(rnn) if impl == "naive" else rnn
 
 
@@ -115,8 +122,8 @@ def measure(module: nn.Module, x: torch.Tensor, warmup: int, repeats: int) -> tu
 
 HEADER = (
     "| cell | batch x length x input -> hidden, layers | fwd ours | fwd torch | fwd ratio "
-    "| fwd ours TorchScript | fwd naive | f+b ours | f+b torch | f+b ratio "
-    "| f+b ours TorchScript | f+b ours autograd | f+b naive |"
+    "| fwd ours reference | fwd naive | f+b ours | f+b torch | f+b ratio "
+    "| f+b ours reference | f+b naive |"
 )
 
 
@@ -127,28 +134,22 @@ def row(cell: str, size: tuple[int, ...], quick: bool, repeats: int, device: str
     x = torch.randn(batch, length, input_size, device=device)
 
     def make(impl):
+        if impl == "fast" and device != "cpu":
+            impl = "auto"  # the fast path is the CPU's: elsewhere ours runs its reference
         return build(cell, impl, input_size, hidden, layers).to(device)
 
     ms = {}
-    for impl in ("custom", "torch"):
+    for impl in ("fast", "torch", "reference"):
         ms[impl] = measure(make(impl), x, warmup, repeats)
-    scripted = make("custom")
-    if scripted.fused_loop:
-        scripted.fused_loop = False  # the TorchScript loops the C++ loop replaces
-        ms["scripted"] = measure(scripted, x, warmup, repeats)
-    fallback = make("custom")
-    fallback.manual_backward = False  # autograd through the compiled loop
-    ms["autograd"] = measure(fallback, x, warmup, repeats)
     # the naive loop is only there for contrast: one warm-up and few repeats keep the run short
     ms["naive"] = measure(make("naive"), x, 1, 1 + repeats // 4)
-    (fo, bo), (ft, bt), (_, ba), (fn, bn) = (
-        ms[k] for k in ("custom", "torch", "autograd", "naive")
+    (fo, bo), (ft, bt), (fr, br), (fn, bn) = (
+        ms[k] for k in ("fast", "torch", "reference", "naive")
     )
-    fs, bs = (f"{v:.2f}" for v in ms["scripted"]) if "scripted" in ms else ("same", "same")
     name = f"{batch}x{length}x{input_size} -> {hidden}, {layers}"
     return (
-        f"| {cell} | {name} | {fo:.2f} | {ft:.2f} | {fo / ft:.2f} | {fs} | {fn:.2f} "
-        f"| {bo:.2f} | {bt:.2f} | {bo / bt:.2f} | {bs} | {ba:.2f} | {bn:.2f} |"
+        f"| {cell} | {name} | {fo:.2f} | {ft:.2f} | {fo / ft:.2f} | {fr:.2f} | {fn:.2f} "
+        f"| {bo:.2f} | {bt:.2f} | {bo / bt:.2f} | {br:.2f} | {bn:.2f} |"
     )
 
 
@@ -159,6 +160,59 @@ def print_table(quick: bool, repeats: int, device: str = "cpu") -> None:
     for cell in CELLS:
         for size in QUICK_SIZES if quick else FULL_SIZES:
             print(row(cell, size, quick, repeats, device), flush=True)
+
+
+def decoder_table(quick: bool, repeats: int) -> None:
+    """The default model's training step, its decoder step in torch ops against the fast path's,
+    measured alternately (side by side) so that a change of load hits both."""
+    from unittest import mock
+
+    import forecast.models.network as network
+
+    batch, lookback, horizon, channels, segment = (
+        (8, 48, 24, 3, 12) if quick else (256, 96, 96, 7, 24)
+    )
+    torch.manual_seed(0)
+    net = network.ForecastNet(
+        channels, lookback, horizon, segment_len=segment, decoder="pmf", head_dropout=0.5
+    )
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    x, y = torch.randn(batch, lookback, channels), torch.randn(batch, horizon, channels, 1)
+    twin = _fast_twin(net.rnn)
+    step_on_fast = mock.patch.object(
+        network, "broadcast_step", lambda rnn, *args: broadcast_step(twin, *args)
+    )
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        (net(x) - y).abs().mean().backward()
+        optimizer.step()
+
+    def step_fast():
+        with step_on_fast:
+            step()
+
+    times = {"torch ops": [], "fast path": []}
+    for _ in range(1 if quick else 3):  # warm-up
+        step(), step_fast()
+    for _ in range(repeats):
+        times["torch ops"].append(median_ms(step, 0, 1, torch.device("cpu")))
+        times["fast path"].append(median_ms(step_fast, 0, 1, torch.device("cpu")))
+    base = statistics.median(times["torch ops"])
+    print(f"default model, batch {batch}: one training step (forward, backward, Adam)")
+    print("| decoder step | ms per step (median) | ratio |\n|---|---|---|")
+    for label, values in times.items():
+        ms = statistics.median(values)
+        print(f"| {label} | {ms:.2f} | {ms / base:.2f} |")
+
+
+def _fast_twin(rnn: nn.Module) -> nn.Module:
+    """Our LSTM holding the very parameters of torch's `rnn` (gradients reach them), on the fast
+    path: broadcast_step on it is the decoder step through the C++ kernel and oneDNN."""
+    twin = LSTM(rnn.input_size, rnn.hidden_size, batch_first=True, backend="fast")
+    for name, param in rnn.named_parameters():
+        setattr(twin, name, param)
+    return twin
 
 
 def malloc_compare(argv: list[str]) -> None:
@@ -179,9 +233,12 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
+    parser.add_argument(
+        "--decoder", action="store_true", help="the default model's step, decoder fast or not"
+    )
     args = parser.parse_args()
     passthrough = ["--quick"] if args.quick else ["--repeats", str(args.repeats)]
-    passthrough += ["--device", args.device]
+    passthrough += ["--device", args.device] + (["--decoder"] if args.decoder else [])
     if args.threads:
         passthrough += ["--threads", str(args.threads)]
         torch.set_num_threads(args.threads)
@@ -195,7 +252,10 @@ def main() -> None:
         f"torch {torch.__version__}, {where}, threads {torch.get_num_threads()}, "
         "ms per call (median)"
     )
-    print_table(args.quick, repeats, args.device)
+    if args.decoder:
+        decoder_table(args.quick, 3 if args.quick else 3 * repeats)
+    else:
+        print_table(args.quick, repeats, args.device)
 
 
 if __name__ == "__main__":

@@ -118,8 +118,10 @@ class Run:
                 f"{path} is not a run folder: it has no export/meta.json (a run of train.py, "
                 f"forecast.fit or a sweep trial writes one)"
             )
+        from forecast.export import load_meta
+
         self.path = path
-        self.meta = json.loads((path / "export" / "meta.json").read_text())
+        self.meta = load_meta(path / "export")  # checked: a field out of shape is ExportError
         self._forecasters: dict[tuple, object] = {}
 
     @property

@@ -1,15 +1,25 @@
 """Export a trained network as a self-contained bundle, and load it back without our code.
 
-`export/` holds `model.pt` (TorchScript), `model.onnx` (dynamic batch; when the `onnx` package is
-installed) and `meta.json`. Both models take raw values [batch, lookback, channels] (float32) and
-return raw forecasts [batch, horizon, channels] (or [..., quantiles]): the data scaler is inside.
-Loading needs torch (TorchScript) or onnxruntime (ONNX) only: no Lightning, no training code.
+`export/` holds `model.pt2` (`torch.export`: load it with `torch.export.load(...).module()`),
+`model.onnx` (the same exported program through torch's `torch.export`-based ONNX exporter;
+when `onnx` and `onnxscript` are installed) and `meta.json`. Both models take raw values
+[batch, lookback, channels] (float32, any batch) and return raw forecasts [batch, horizon,
+channels] (or [..., quantiles]): the data scaler is inside. Loading needs torch or onnxruntime
+only: no Lightning, no code of ours. `model.pt` (TorchScript, deprecated by torch) is written
+only on request (`torchscript=True`) and read where an older export has one.
+
+`meta.json` is checked against a schema whenever it is loaded (`load_meta`): a bad field is
+one `ExportError` line naming the file, the field and the fix, and the paths under "files"
+must stay inside the export folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import json
+import logging
 import warnings
 from pathlib import Path
 
@@ -18,14 +28,29 @@ import torch
 
 from forecast.atomic import atomic_path
 
-FORMAT_VERSION = 1
-ENGINES = ("torchscript", "onnx")
+FORMAT_VERSION = 2  # 2: model.pt2 and the torch.export-based ONNX; 1: TorchScript and ONNX
+ENGINES = ("pt2", "onnx", "torchscript")
+FILE_NAMES = {"pt2": "model.pt2", "onnx": "model.onnx", "torchscript": "model.pt"}
+MAX_META_BYTES = 16 * 2**20
+MAX_DEPTH = 32  # nesting of meta.json's values: its config is a few levels deep
+
+
+class ExportError(ValueError):
+    """An export that cannot be loaded as it is (a bad meta.json); the message is one line
+    naming the file, what is wrong and what to do."""
 
 
 def export_bundle(
-    net, mean, scale, meta: dict, out_dir: str | Path, independent: bool = False
+    net,
+    mean,
+    scale,
+    meta: dict,
+    out_dir: str | Path,
+    independent: bool = False,
+    torchscript: bool = False,
 ) -> dict[str, Path]:
-    """Write model.pt, model.onnx (if onnx is installed) and meta.json into `out_dir`.
+    """Write model.pt2, model.onnx (if onnx is installed), model.pt (only with `torchscript`)
+    and meta.json into `out_dir`, each atomically, meta.json last.
 
     `mean`, `scale` [C]: the data scaler (raw = scaled * scale + mean); `independent`: the net
     forecasts one channel at a time (see ScaledForecastNet).
@@ -38,13 +63,15 @@ def export_bundle(
     scale = torch.as_tensor(scale, dtype=torch.float32)
     module = ScaledForecastNet(exportable_copy(net), mean, scale, independent).float().eval()
     example = torch.randn(2, net.lookback, len(mean))
-    written = {}
-    with torch.no_grad():
-        traced = torch.jit.trace(module, example)
-    written["torchscript"] = _write_atomic(out_dir / "model.pt", lambda p: traced.save(str(p)))
+    program = _export_program(module, example)
+    written = {"pt2": _write_atomic(out_dir / FILE_NAMES["pt2"], lambda p: _save(program, p))}
     if _onnx_available():
         written["onnx"] = _write_atomic(
-            out_dir / "model.onnx", lambda p: _to_onnx(module, example, p)
+            out_dir / FILE_NAMES["onnx"], lambda p: _to_onnx(program, example, p)
+        )
+    if torchscript:
+        written["torchscript"] = _write_atomic(
+            out_dir / FILE_NAMES["torchscript"], lambda p: _to_torchscript(module, example, p)
         )
     meta = {
         "format_version": FORMAT_VERSION,
@@ -62,8 +89,10 @@ def export_bundle(
 def exportable_copy(net):
     """A CPU float32 copy of `net` whose recurrent backbone every exporter accepts.
 
-    torch's ONNX exporter rejects `nn.LSTM` with `proj_size`; our cell loop takes its weights
-    unchanged (the state dicts are interchangeable) and exports.
+    ONNX's LSTM has no projection, so torch's `nn.LSTM` with `proj_size` does not export to it;
+    our reference loop takes its weights unchanged (the state dicts are interchangeable) and
+    exports as plain ops. Our own modules export their reference loop by themselves (the fast
+    path stands aside while exporting).
     """
     from forecast.nn import build_backbone
 
@@ -87,33 +116,71 @@ def exportable_copy(net):
     return net
 
 
+def _export_program(module, example) -> torch.export.ExportedProgram:
+    """torch.export with a dynamic batch dimension."""
+    batch = torch.export.Dim("batch")
+    with warnings.catch_warnings():
+        # torch's nn.LSTM / nn.GRU rebuild their `_flat_weights` list in every forward, which
+        # the exporter reports as tensors assigned during export; they are the module's own
+        # parameters, exported as such (tests/test_export.py checks the results)
+        warnings.filterwarnings(
+            "ignore", r"The tensor attributes self\.net\.rnn\._flat_weights", UserWarning
+        )
+        return torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
+
+
+def _save(program, path: Path) -> None:
+    buffer = io.BytesIO()  # torch.export.save wants a name ending in .pt2, or a buffer
+    torch.export.save(program, buffer)
+    path.write_bytes(buffer.getvalue())
+
+
 def _onnx_available() -> bool:
     try:
         import onnx  # noqa: F401
+        import onnxscript  # noqa: F401  (torch's torch.export-based ONNX exporter needs it)
     except ImportError:
         return False
     return True
 
 
-def _to_onnx(module, example, path) -> None:
-    # The exporter warns that recurrent layers may not generalise across batch sizes; ours do
-    # (the initial states are built from the input), as tests/test_export.py checks.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "Exporting a model to ONNX with a batch_size")
-        _export_onnx(module, example, path)
+def _to_onnx(program, example, path: Path) -> None:
+    with _quiet_onnx_exporter():
+        onnx_program = torch.onnx.export(
+            program,
+            (example,),
+            input_names=["x"],
+            output_names=["y_hat"],
+            dynamo=True,
+            verbose=False,
+        )
+    onnx_program.save(str(path))
 
 
-def _export_onnx(module, example, path) -> None:
-    torch.onnx.export(
-        module,
-        (example,),
-        str(path),
-        input_names=["x"],
-        output_names=["y_hat"],
-        dynamic_axes={"x": {0: "batch"}, "y_hat": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
+@contextlib.contextmanager
+def _quiet_onnx_exporter():
+    """The exporter logs what it skips (torchvision's ops, constant folding of a Split) and
+    torch's pytree warns about its own use of a deprecated check: none of it concerns the
+    model, whose output tests/test_export.py compares with the in-memory one."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")]
+    levels = [logger.level for logger in loggers]
+    try:
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def _to_torchscript(module, example, path: Path) -> None:
+    with warnings.catch_warnings():  # asked for by name: the caller knows it is deprecated
+        warnings.simplefilter("ignore", DeprecationWarning)
+        with torch.no_grad():
+            traced = torch.jit.trace(module, example)
+        traced.save(str(path))
 
 
 def _write_atomic(path: Path, write) -> Path:
@@ -130,33 +197,198 @@ def _jsonable(value):
     raise TypeError(f"cannot write {type(value).__name__} to meta.json")
 
 
+# -- meta.json's schema ----------------------------------------------------------------------
+
+
+def load_meta(model_dir: Path) -> dict:
+    """meta.json of the export folder `model_dir`, checked against the schema (ExportError)."""
+    path = model_dir / "meta.json"
+    if path.stat().st_size > MAX_META_BYTES:
+        raise ExportError(f"{path}: larger than {MAX_META_BYTES} bytes; re-export the model")
+    try:
+        meta = json.loads(path.read_bytes())
+    except json.JSONDecodeError as error:
+        raise ExportError(
+            f"{path}: not valid JSON ({error.msg}, line {error.lineno} column {error.colno}); "
+            "re-export the model"
+        ) from None
+    except (UnicodeDecodeError, RecursionError) as error:
+        what = "nested too deeply" if isinstance(error, RecursionError) else "not UTF-8 text"
+        raise ExportError(f"{path}: {what}; re-export the model") from None
+    problem = _meta_problem(meta, model_dir)
+    if problem is not None:
+        raise ExportError(f"{path}: {problem}; re-export the model, or correct the field")
+    return meta
+
+
+def _meta_problem(meta, model_dir: Path) -> str | None:
+    """The first way `meta` breaks the schema, in words, or None."""
+    if not isinstance(meta, dict):
+        return f"must hold a JSON object, not {_kind(meta)}"
+    if _depth(meta) > MAX_DEPTH:
+        return f"nested deeper than {MAX_DEPTH} levels"
+    for key, check in _FIELDS.items():
+        if key not in meta:
+            if key in _OPTIONAL:
+                continue
+            return f'the field "{key}" is missing'
+        problem = check(meta[key])
+        if problem is not None:
+            return f'"{key}" {problem}, got {_shown(meta[key])}'
+    expected = ["batch", meta["lookback"], len(meta["channels"])]
+    if meta["input_shape"] != expected:
+        return f'"input_shape" must be {json.dumps(expected)} (lookback, channels), got ' + (
+            _shown(meta["input_shape"])
+        )
+    for engine, name in meta["files"].items():
+        problem = _path_problem(name, model_dir)
+        if problem is not None:
+            return f'"files.{engine}" {problem}, got {_shown(name)}'
+    return None
+
+
+def _positive_int(value) -> str | None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+    return None if ok else "must be a positive integer"
+
+
+def _text(value) -> str | None:
+    return None if isinstance(value, str) else "must be a string"
+
+
+def _channels(value) -> str | None:
+    if not isinstance(value, list) or not value:
+        return "must be a non-empty list of column names"
+    if not all(isinstance(v, str) and v for v in value):
+        return "must be a list of non-empty strings"
+    if len(set(value)) != len(value):
+        return "must name each channel once"
+    return None
+
+
+def _quantiles(value) -> str | None:
+    if not isinstance(value, list) or not all(
+        isinstance(q, (int, float)) and not isinstance(q, bool) and 0 < q < 1 for q in value
+    ):
+        return "must be a list of numbers between 0 and 1"
+    if value != sorted(set(value)):
+        return "must be increasing"
+    return None
+
+
+def _files(value) -> str | None:
+    if not isinstance(value, dict) or not value:
+        return f"must map engines ({', '.join(ENGINES)}) to file names"
+    unknown = sorted(set(value) - set(ENGINES))
+    if unknown:
+        return f"names an unknown engine {unknown[0]!r} (known: {', '.join(ENGINES)})"
+    return None
+
+
+def _frequency(value) -> str | None:
+    ok = value is None or isinstance(value, str) or _positive_int(value) is None
+    return None if ok else "must be a pandas frequency, a positive integer or null"
+
+
+def _input_shape(value) -> str | None:
+    ok = isinstance(value, list) and len(value) == 3 and value[0] == "batch"
+    return None if ok else 'must be ["batch", lookback, channels]'
+
+
+def _format_version(value) -> str | None:
+    ok = value in (1, FORMAT_VERSION) and not isinstance(value, bool)
+    return None if ok else f"must be 1 or {FORMAT_VERSION} (a newer export needs a newer forecast)"
+
+
+def _object(value) -> str | None:
+    return None if isinstance(value, dict) else "must be a JSON object"
+
+
+def _config(value) -> str | None:
+    if not isinstance(value, dict):
+        return "must be a JSON object"
+    if not isinstance(value.get("data", {}), dict):
+        return "must hold its data options as a JSON object"
+    return None
+
+
+_FIELDS = {
+    "format_version": _format_version,
+    "input": _text,
+    "output": _text,
+    "lookback": _positive_int,
+    "horizon": _positive_int,
+    "channels": _channels,
+    "input_shape": _input_shape,
+    "files": _files,
+    "quantiles": _quantiles,
+    "frequency": _frequency,
+    "scaler": _object,
+    "config": _config,
+    "reading": _object,  # ReadOptions checks its own values when predict.py reads with them
+    "season": _positive_int,
+    "naive_blend": _object,  # a record: the exported network applies it
+}
+_OPTIONAL = {"quantiles", "frequency", "scaler", "config", "reading", "season", "naive_blend"}
+
+
+def _path_problem(name, model_dir: Path) -> str | None:
+    """Why the file name `name` may not be read from `model_dir`, or None."""
+    if not isinstance(name, str) or not name:
+        return "must be a file name"
+    relative = Path(name)
+    if relative.is_absolute() or "\\" in name or ".." in relative.parts or ":" in name:
+        return "must be a plain path inside the export folder"
+    resolved = (model_dir / relative).resolve()
+    if not resolved.is_relative_to(model_dir.resolve()):
+        return "leads outside the export folder (a link)"
+    return None
+
+
+def _depth(value, limit: int = MAX_DEPTH + 1) -> int:
+    if limit == 0 or not isinstance(value, (dict, list)):
+        return 0
+    children = value.values() if isinstance(value, dict) else value
+    return 1 + max((_depth(child, limit - 1) for child in children), default=0)
+
+
+def _kind(value) -> str:
+    kinds = {list: "a list", str: "a string", type(None): "null"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def _shown(value) -> str:
+    """`value` as JSON, cut to one short line."""
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+
 class ExportedModel:
     """An exported forecaster: `predict(x [B, lookback, C] raw) -> raw forecasts`."""
 
-    def __init__(self, model_dir: str | Path, engine: str = "torchscript"):
+    def __init__(self, model_dir: str | Path, engine: str = "pt2"):
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
         model_dir = Path(model_dir)
         if (model_dir / "export" / "meta.json").is_file():
             model_dir = model_dir / "export"  # a run directory
-        meta_path = model_dir / "meta.json"
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{meta_path} not found: give a run directory or its export/")
-        self.meta = json.loads(meta_path.read_text())
+        if not (model_dir / "meta.json").is_file():
+            raise FileNotFoundError(
+                f"{model_dir / 'meta.json'} not found: give a run directory or its export/"
+            )
+        self.meta = load_meta(model_dir)
         self.engine = engine
         if engine not in self.meta["files"]:
             raise FileNotFoundError(
-                f"{model_dir} holds no {engine} export (install onnx, re-export)"
+                f"{model_dir} holds no {engine} export (install onnx and onnxscript, re-export)"
             )
         path = model_dir / self.meta["files"][engine]
-        if engine == "torchscript":
-            self._module = torch.jit.load(str(path), map_location="cpu").eval()
-        else:
-            import onnxruntime
-
-            self._session = onnxruntime.InferenceSession(
-                str(path), providers=["CPUExecutionProvider"]
-            )
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found (named by {model_dir / 'meta.json'})")
+        self._run = _LOADERS[engine](path)
 
     @property
     def lookback(self) -> int:
@@ -174,7 +406,36 @@ class ExportedModel:
                 f"the model takes [batch, {expected[0]}, {expected[1]}] (lookback, channels "
                 f"{self.meta['channels']}), got {list(x.shape)}"
             )
-        if self.engine == "onnx":
-            return self._session.run(None, {"x": x})[0]
+        return self._run(x)
+
+
+def _load_pt2(path: Path):
+    module = torch.export.load(str(path)).module()
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return module(torch.from_numpy(x)).numpy()
+
+    return run
+
+
+def _load_onnx(path: Path):
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda x: session.run(None, {"x": x})[0]
+
+
+def _load_torchscript(path: Path):
+    with warnings.catch_warnings():  # an older export, asked for by name (engine=torchscript)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = torch.jit.load(str(path), map_location="cpu").eval()
+
+    def run(x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return self._module(torch.from_numpy(x)).numpy()
+            return module(torch.from_numpy(x)).numpy()
+
+    return run
+
+
+_LOADERS = {"pt2": _load_pt2, "onnx": _load_onnx, "torchscript": _load_torchscript}

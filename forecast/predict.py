@@ -627,7 +627,7 @@ class BatchForecaster:
     def __init__(
         self,
         model_dir: str | Path,
-        engine: str = "torchscript",
+        engine: str = "pt2",
         batch_size: int = 1024,
         format: str = "csv",
         overwrite: bool = False,

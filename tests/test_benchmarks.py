@@ -25,9 +25,9 @@ def run(script: str, *args: str) -> str:
 def test_predict_speed_prints_both_engines_for_each_size():
     rows = [line.split() for line in run("predict_speed.py").splitlines()[2:]]
     assert [(r[0], r[1]) for r in rows] == [
-        ("1", "torchscript"),
+        ("1", "pt2"),
         ("1", "onnx"),
-        ("10", "torchscript"),
+        ("10", "pt2"),
         ("10", "onnx"),
     ]
     assert all(float(r[3].replace(",", "")) > 0 for r in rows)

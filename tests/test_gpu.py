@@ -61,6 +61,6 @@ def test_trains_on_the_gpu_and_ships_a_cpu_model(tmp_path, model, impl, precisio
     raw = np.random.default_rng(0).normal(10, 3, (4, 96, 7)).astype("float32")
     with torch.no_grad():
         want = reference.eval()(torch.from_numpy(raw)).numpy()
-    for engine in ("torchscript", "onnx"):
+    for engine in ("pt2", "onnx"):
         got = ExportedModel(run_dir, engine).predict(raw)
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=engine)

@@ -4,15 +4,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from forecast.nn import fused
-from forecast.nn.cells import (
-    InputProjection,
-    gru_pointwise,
-    lstm_pointwise,
-    onednn_fits,
-    plain_ops_wanted,
-    wants_grad,
-)
+from forecast.nn import fast
+from forecast.nn.cells import gru_pointwise, lstm_pointwise
+from forecast.nn.fast import kernels, onednn
 from forecast.nn.rnn import GRU, LSTM
 
 CELLS = ("lstm", "lstmp", "gru")
@@ -69,20 +63,6 @@ def backbone_output_size(rnn: nn.Module) -> int:
     return per_direction * (2 if rnn.bidirectional else 1)
 
 
-def _state_product(h: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """F.linear(h, weight, bias); in float32 training on a CPU, through oneDNN (the products of
-    `InputProjection`): the LSTM decoder's [B*G, H] x [H, 4H] with its backward took 4.0 ms
-    through F.linear, 2.0 ms so (B*G = 1792, H = 128); the GRU's [H, 3H] likewise."""
-    if (
-        plain_ops_wanted()
-        or torch.is_autocast_enabled(h.device.type)
-        or not onednn_fits(h, weight)
-        or not wants_grad([h, weight, bias])
-    ):
-        return F.linear(h, weight, bias)
-    return InputProjection.apply(h, weight, bias)
-
-
 def broadcast_step(rnn: nn.Module, x: Tensor, state: Tensor | tuple[Tensor, Tensor]) -> Tensor:
     """One step of a one-layer, one-direction backbone (ours or torch's), broadcast.
 
@@ -90,19 +70,51 @@ def broadcast_step(rnn: nn.Module, x: Tensor, state: Tensor | tuple[Tensor, Tens
     against each other: many inputs from one state, or one input for many states, cost one
     matrix product per distinct input and per distinct state instead of one per pair. Returns
     the new h (the step's output), [..., P], the same as `rnn` on every pair of them.
+
+    torch's modules (`impl=torch`) step in public torch ops; ours follow their `backend`, whose
+    fast path has a C++ kernel for the parallel decoder's pattern (see `fast.kernels`).
     """
     if rnn.num_layers != 1 or rnn.bidirectional:
         raise ValueError("broadcast_step needs a one-layer, one-direction backbone")
     bias_ih, bias_hh = getattr(rnn, "bias_ih_l0", None), getattr(rnn, "bias_hh_l0", None)
+    w_hh, w_hr = rnn.weight_hh_l0, getattr(rnn, "weight_hr_l0", None)
+    backend = rnn.backend if isinstance(rnn, (LSTM, GRU)) else "reference"
+    states = list(state) if isinstance(state, tuple) else [state]
+    h = states[0]
+    # the state's product goes through oneDNN (no compiler needed), the LSTM's gates through C++
+    on_fast = fast.use_fast(backend, states, compiled=False)
     xw = F.linear(x, rnn.weight_ih_l0, bias_ih)
-    if isinstance(state, tuple):
-        h, c = state
-        hw = _state_product(h, rnn.weight_hh_l0, bias_hh)
-        w_hr = getattr(rnn, "weight_hr_l0", None)
-        # the parallel decoder's pattern ([B, G, 1, *] states, [G, M, I] inputs) has a C++
-        # kernel: the gates of all B x G x M pairs never exist as one tensor
-        m = None if plain_ops_wanted() else fused.lstm_outer_step(hw, xw, c)
-        if m is not None:
-            return m if w_hr is None else F.linear(m, w_hr)
-        return lstm_pointwise(xw + hw, c, None if w_hr is None else w_hr.t())[0]
-    return gru_pointwise(xw, _state_product(state, rnn.weight_hh_l0, bias_hh), state)
+    hw = _state_product(h, w_hh, bias_hh) if on_fast else F.linear(h, w_hh, bias_hh)
+    if not isinstance(state, tuple):
+        return gru_pointwise(xw, hw, h)
+    c = states[1]
+    # the parallel decoder's pattern ([B, G, 1, *] states, [G, M, I] inputs): the gates of all
+    # B x G x M pairs never exist as one tensor
+    m = None
+    if on_fast and fast.use_fast(backend, [h, c, w_hh]):
+        m = kernels.lstm_outer_step(hw, xw, c)
+    if m is None:
+        m = _lstm_pointwise_float32(xw, hw, c)
+    return m if w_hr is None else F.linear(m, w_hr)
+
+
+def _state_product(h: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """F.linear(h, weight, bias); in float32 training on a CPU, through oneDNN (the products of
+    `InputProjection`): the LSTM decoder's [B*G, H] x [H, 4H] with its backward took 4.0 ms
+    through F.linear, 2.0 ms so (B*G = 1792, H = 128); the GRU's [H, 3H] likewise."""
+    if (
+        torch.is_autocast_enabled(h.device.type)
+        or not onednn.fits(h, weight)
+        or not fast.wants_grad([h, weight, bias])
+    ):
+        return F.linear(h, weight, bias)
+    return onednn.InputProjection.apply(h, weight, bias)
+
+
+def _lstm_pointwise_float32(xw: Tensor, hw: Tensor, c: Tensor) -> Tensor:
+    """o * tanh(c') of the pairs, in torch ops; low-precision operands (bf16-mixed: autocast's
+    products) computed in float32 and the result rounded once, as the C++ kernel does."""
+    dtype = torch.promote_types(torch.promote_types(hw.dtype, xw.dtype), c.dtype)
+    if dtype in (torch.bfloat16, torch.float16):
+        return lstm_pointwise(xw.float() + hw.float(), c.float(), None)[0].to(dtype)
+    return lstm_pointwise(xw + hw, c, None)[0]

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from forecast.nn.cells import plain_ops_wanted
+from forecast.nn.fast import plain_ops_wanted
 
 
 def dropout(x: Tensor, p: float, training: bool) -> Tensor:

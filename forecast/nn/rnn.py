@@ -4,12 +4,10 @@ Constructor, parameter names and shapes, gate order, initialisation, forward sig
 shapes (batched, unbatched, `batch_first`, `PackedSequence`) and error messages follow
 `torch.nn.LSTM` / `torch.nn.GRU`, so a state dict loads both ways with `strict=True`.
 
-Per layer and direction, one matrix product projects the inputs of every time step, then a
-loop does the recurrence. For an LSTM on unpacked CPU input that loop is C++ (`fused.py`,
-`fused_loop = True`, with a hand-written backward); otherwise a TorchScript loop: `loops.py`
-(autograd through the loop: packed input, and the `manual_backward = False` fallback) or
-`manual_backward.py` (training on unpacked input, the default). Tracing, ONNX export and
-torch.compile see the same loop as plain eager ops.
+The stack (this file) -> layer (`layers.py`) -> cell (`cells.py`) is the reference, in public
+torch ops. Per layer and direction, one matrix product projects the inputs of every time step,
+then a loop does the recurrence. Where `backend` allows (see forecast/nn/fast), `_layer` hands
+that layer to the CPU fast path instead: one decision per layer, made by `fast.use_fast`.
 """
 
 import math
@@ -21,50 +19,16 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import PackedSequence
 
-from forecast.nn import cells, fused, loops
+from forecast.nn import fast, layers
 from forecast.nn.dropout import dropout
-from forecast.nn.manual_backward import GRULayer, LSTMLayer
-
-
-def _loop_kind(module: nn.Module, mask: Tensor | None, tensors: list[Tensor | None]) -> str:
-    """Which layer loop to run: "plain", "scripted", "manual" (hand-written backward) or
-    "fused" (the C++ loop, with its own hand-written backward)."""
-    if cells.plain_ops_wanted():
-        return "plain"
-    grad = cells.wants_grad(tensors)
-    # neither hand-written backward handles the step mask of packed input
-    if mask is None and (module.manual_backward or not grad):
-        if module.fused_loop and fused.usable(*tensors):
-            return "fused"
-        if grad:
-            return "manual"
-    return "scripted"
-
-
-def _packed_for_inference(args: list[Tensor | None], w_hh: Tensor, batch: int) -> Tensor | None:
-    """oneDNN-packed W_hh when no gradient flows through `args` (oneDNN's op has no autograd)."""
-    if cells.wants_grad(args):
-        return None
-    return cells.pack_weight(w_hh, batch)
-
-
-def _project(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """The input projection of every step: F.linear, through `cells.InputProjection` (a
-    faster backward, oneDNN in float32) except where tracing or exporting needs plain ops."""
-    if cells.plain_ops_wanted():
-        return F.linear(x, weight, bias)
-    return cells.InputProjection.apply(x, weight, bias)
+from forecast.nn.fast import kernels
+from forecast.nn.fast.onednn import InputProjection
 
 
 class _RecurrentBase(nn.Module):
     """What LSTM and GRU share: parameters, argument checks, packing, the layer stack."""
 
     gates: int  # gate blocks stacked in weight_ih / weight_hh: 4 for LSTM, 3 for GRU
-    # Train with the hand-written backward (faster); False falls back to autograd through the
-    # compiled loop. Either gives the same gradients.
-    manual_backward: bool = True
-    # Whether a C++ loop exists for this cell (forecast/nn/fused.py): LSTM and LSTMP only.
-    fused_loop: bool = False
 
     def __init__(
         self,
@@ -78,9 +42,12 @@ class _RecurrentBase(nn.Module):
         proj_size: int = 0,
         device=None,
         dtype=None,
+        backend: str | None = None,
     ) -> None:
         super().__init__()
         _check_sizes(input_size, hidden_size, num_layers, dropout, proj_size)
+        # "auto" | "fast" | "reference" (forecast/nn/fast); an attribute, so it can change later
+        self.backend = fast.default_backend() if backend is None else fast.check_backend(backend)
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -149,6 +116,8 @@ class _RecurrentBase(nn.Module):
             s += f", dropout={self.dropout}"
         if self.bidirectional:
             s += ", bidirectional=True"
+        if self.backend != "auto":
+            s += f", backend={self.backend!r}"
         return s
 
     # -- the forward pass ------------------------------------------------------------------
@@ -285,7 +254,6 @@ class LSTM(_RecurrentBase):
     """
 
     gates = 4
-    fused_loop = True
 
     def forward(self, input, hx: tuple[Tensor, Tensor] | None = None):
         output, (h_n, c_n) = self._forward(input, None if hx is None else list(hx))
@@ -296,31 +264,23 @@ class LSTM(_RecurrentBase):
         return [(layers, batch, self.output_size), (layers, batch, self.hidden_size)]
 
     def _layer(self, x, states, layer, suffix, mask):
+        w_ih = self._param("weight_ih", layer, suffix)
         b_ih, b_hh = self._param("bias_ih", layer, suffix), self._param("bias_hh", layer, suffix)
         # Both biases are added outside the gate nonlinearities, so fold them into one.
         bias = None if b_ih is None else b_ih + b_hh
-        xw = _project(x, self._param("weight_ih", layer, suffix), bias)  # [T, B, 4H]
         args = [
-            xw,
             states[0],
             states[1],
             self._param("weight_hh", layer, suffix),
             self._param("weight_hr", layer, suffix),
         ]
         reverse = suffix == "_reverse"
-        kind = _loop_kind(self, mask, args)
-        if kind == "fused":
-            if cells.wants_grad(args):
-                out, h, c = fused.FusedLSTMLayer.apply(*args, reverse)
-            else:
-                out, h, c = fused.lstm_layer(*args, reverse)
-        elif kind == "manual":
-            out, h, c = LSTMLayer.apply(*args, reverse)
-        elif kind == "plain":
-            out, h, c = loops.lstm_layer(*args, reverse, mask)
+        if fast.use_fast(self.backend, [x, w_ih, *args], mask):
+            xw = InputProjection.apply(x, w_ih, bias)  # [T, B, 4H]
+            out, h, c = kernels.lstm_layer(xw, *args, reverse)
         else:
-            packed = _packed_for_inference(args, args[3], x.size(1))
-            out, h, c = loops.lstm_layer_scripted(*args, reverse, mask, packed)
+            xw = F.linear(x, w_ih, bias)  # [T, B, 4H]
+            out, h, c = layers.lstm_layer(xw, *args, reverse, mask)
         return out, (h, c)
 
 
@@ -343,6 +303,7 @@ class GRU(_RecurrentBase):
         bidirectional: bool = False,
         device=None,
         dtype=None,
+        backend: str | None = None,
     ) -> None:
         super().__init__(
             input_size,
@@ -355,6 +316,7 @@ class GRU(_RecurrentBase):
             proj_size=0,
             device=device,
             dtype=dtype,
+            backend=backend,
         )
 
     def forward(self, input, hx: Tensor | None = None):
@@ -365,24 +327,19 @@ class GRU(_RecurrentBase):
         return [(self.num_layers * self.num_directions, batch, self.hidden_size)]
 
     def _layer(self, x, states, layer, suffix, mask):
-        xw = _project(
-            x, self._param("weight_ih", layer, suffix), self._param("bias_ih", layer, suffix)
-        )  # [T, B, 3H]
+        w_ih, b_ih = self._param("weight_ih", layer, suffix), self._param("bias_ih", layer, suffix)
         args = [
-            xw,
             states[0],
             self._param("weight_hh", layer, suffix),
             self._param("bias_hh", layer, suffix),
         ]
         reverse = suffix == "_reverse"
-        kind = _loop_kind(self, mask, args)
-        if kind == "manual":
-            out, h = GRULayer.apply(*args, reverse)
-        elif kind == "plain":
-            out, h = loops.gru_layer(*args, reverse, mask)
+        if fast.use_fast(self.backend, [x, w_ih, *args], mask):
+            xw = InputProjection.apply(x, w_ih, b_ih)  # [T, B, 3H]
+            out, h = kernels.gru_layer(xw, *args, reverse)
         else:
-            packed = _packed_for_inference(args, args[2], x.size(1))
-            out, h = loops.gru_layer_scripted(*args, reverse, mask, packed)
+            xw = F.linear(x, w_ih, b_ih)  # [T, B, 3H]
+            out, h = layers.gru_layer(xw, *args, reverse, mask)
         return out, (h,)
 
 

@@ -1,4 +1,4 @@
-"""The speed benchmark runs end to end (tiny sizes) and prints a row per cell."""
+"""The speed benchmark runs end to end (tiny sizes) and prints its rows."""
 
 import subprocess
 import sys
@@ -7,20 +7,27 @@ from pathlib import Path
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "rnn_speed.py"
 
 
-def test_quick_benchmark_prints_a_row_per_cell():
+def run(*args: str) -> list[str]:
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--threads", "1"],
+        [sys.executable, str(SCRIPT), "--quick", "--threads", "1", *args],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    return [line for line in result.stdout.splitlines() if line.startswith("| ")]
+
+
+def test_quick_benchmark_prints_a_row_per_cell():
+    rows = run()
     assert [row.split("|")[1].strip() for row in rows[1:]] == ["lstm", "lstmp", "gru"]
     for row in rows[1:]:
-        cells = [cell.strip() for cell in row.strip("|").split("|")[2:]]
-        # the TorchScript columns say "same" for the GRU, which has no C++ loop
-        scripted = [cells.pop(8), cells.pop(3)]
-        assert (scripted == ["same", "same"]) == row.startswith("| gru "), row
-        figures = [float(cell) for cell in cells + [c for c in scripted if c != "same"]]
-        assert len(figures) in (9, 11) and all(f > 0 for f in figures)
+        figures = [float(cell) for cell in row.strip("|").split("|")[2:]]
+        assert len(figures) == 10 and all(f > 0 for f in figures)
+
+
+def test_quick_decoder_benchmark_prints_both_steps():
+    rows = run("--decoder")
+    assert [row.split("|")[1].strip() for row in rows[1:]] == ["torch ops", "fast path"]
+    assert float(rows[1].split("|")[3]) == 1.0  # the default is the unit
+    assert all(float(row.split("|")[2]) > 0 for row in rows[1:])

@@ -7,19 +7,20 @@ import torch
 from rnn_helpers import CELLS, flat_states, grads_of, initial_state, make_pair, run
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from forecast.nn import cells, fused
+from forecast.nn import fast
+from forecast.nn.fast import onednn
 
 INPUT, HIDDEN, BATCH, STEPS = 3, 6, 4, 5
 LENGTHS = [3, 5, 1, 4]  # unequal and unsorted, so packing must reorder
 
 
-@pytest.fixture(autouse=True, params=("fused", "torchscript"))
-def loop(request, monkeypatch):
-    """Every test here runs twice: LSTMs through the C++ loop (fused.py), then through the
-    TorchScript loops it replaces (GRUs take the TorchScript loops both times)."""
-    if request.param == "fused":
-        assert fused.extension() is not None, "the C++ LSTM loop did not build on this machine"
-    monkeypatch.setattr(fused, "ENABLED", [request.param == "fused"])
+@pytest.fixture(autouse=True, params=("auto", "reference"))
+def backend(request, monkeypatch):
+    """Every test here runs twice: with the fast path where it applies (the C++ LSTM loop, the
+    GRU's hand-written backward), then on the reference loops alone."""
+    if request.param == "auto":
+        assert fast.extension() is not None, "the C++ kernels did not build on this machine"
+    monkeypatch.setenv(fast.ENV, request.param)  # the default of every module built here
     return request.param
 
 
@@ -34,9 +35,8 @@ def inputs(kind, batch_first, dtype):
     return torch.randn(shape, generator=gen, dtype=dtype, requires_grad=True)
 
 
-def assert_parity(cell, kind, dtype, atol, manual_backward=True, **kwargs):
+def assert_parity(cell, kind, dtype, atol, **kwargs):
     ours, ref = make_pair(cell, INPUT, HIDDEN, dtype=dtype, **kwargs)
-    ours.manual_backward = manual_backward
     x = inputs(kind, kwargs.get("batch_first", False), dtype)
     hx = initial_state(ref, BATCH, dtype, unbatched=kind == "unbatched")
     batch_first = kwargs.get("batch_first", False)
@@ -78,40 +78,19 @@ def test_parity_float64(cell, layers, bidirectional, bias, batch_first, kind):
 
 @pytest.mark.parametrize(
     "cell,layers,bidirectional,kind",
-    list(itertools.product(CELLS, (1, 3), (False, True), ("batched", "unbatched"))),
-)
-def test_parity_float64_autograd_fallback(cell, layers, bidirectional, kind):
-    # unpacked input trains through the hand-written backward by default: check the fallback
-    assert_parity(
-        cell,
-        kind,
-        torch.float64,
-        1e-10,
-        manual_backward=False,
-        num_layers=layers,
-        bidirectional=bidirectional,
-    )
-
-
-@pytest.mark.parametrize(
-    "cell,layers,bidirectional,kind",
     list(itertools.product(CELLS, (1, 3), (False, True), ("batched", "packed"))),
 )
 def test_parity_float32(cell, layers, bidirectional, kind):
     assert_parity(cell, kind, torch.float32, 1e-5, num_layers=layers, bidirectional=bidirectional)
 
 
-@pytest.mark.parametrize("manual_backward", (True, False))
 @pytest.mark.parametrize("cell", CELLS)
-def test_training_takes_the_chosen_backward(cell, manual_backward, loop):
+def test_training_takes_the_chosen_path(cell, backend):
     ours, _ = make_pair(cell, INPUT, HIDDEN)
-    ours.manual_backward = manual_backward
     x = torch.randn(STEPS, BATCH, INPUT, dtype=torch.float64)
-    backward = ours(x)[0].grad_fn.name()  # one layer, one direction: the loop's own node
-    assert ("LayerBackward" in backward) == manual_backward, backward
-    # the C++ loop is a hand-written backward too: it stands aside for manual_backward=False
-    expect_fused = loop == "fused" and cell != "gru" and manual_backward
-    assert backward.startswith("Fused") == expect_fused, backward
+    node = ours(x)[0].grad_fn.name()  # one layer, one direction: the loop's own node
+    fast_node = "GRULayerBackward" if cell == "gru" else "LSTMLayerBackward"
+    assert (node == fast_node) == (backend == "auto"), node
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -150,11 +129,11 @@ def test_packed_output_keeps_torchs_packing():
     torch.testing.assert_close(out.data, ref_out.data, atol=1e-10, rtol=0)
 
 
-@pytest.mark.parametrize("onednn", (True, False), ids=("onednn", "addmm"))
+@pytest.mark.parametrize("onednn_on", (True, False), ids=("onednn", "addmm"))
 @pytest.mark.parametrize("cell", CELLS)
-def test_float32_inference_and_training_with_and_without_onednn(cell, onednn, monkeypatch):
+def test_float32_inference_and_training_with_and_without_onednn(cell, onednn_on, monkeypatch):
     # float32 on CPU is where the recurrent product may go through oneDNN's prepacked weight
-    monkeypatch.setattr(cells, "ONEDNN", [onednn and cells.ONEDNN[0]])
+    monkeypatch.setattr(onednn, "AVAILABLE", [onednn_on and onednn.fits(torch.zeros(1))])
     with torch.no_grad():
         ours, ref = make_pair(cell, INPUT, HIDDEN, dtype=torch.float32, num_layers=2)
         x = torch.randn(STEPS, BATCH, INPUT)

@@ -1,15 +1,16 @@
-// The LSTM layer loop (optionally projected) in C++: forward and hand-written backward.
+// The LSTM (optionally projected) and GRU layer loops in C++: forward and hand-written backward.
 //
-// The same algorithm as forecast/nn/manual_backward.py, without the interpreter between the
-// steps and with the gate arithmetic of a step fused into one pass over [B, H]: per step, one
-// matrix product (oneDNN with a prepacked weight where the caller passes one, else addmm) and
-// one loop that reads the four gate pre-activations and the cell state once. torch's own CPU
-// path runs ~8 separate elementwise kernels per step, each a pass over memory, plus
+// The reference loop of forecast/nn/layers.py, differentiated by hand, without the interpreter
+// between the steps and with the gate arithmetic of a step fused into one pass over [B, H]: per
+// step, one matrix product (oneDNN with a prepacked weight where the caller passes one, else
+// addmm) and one loop that reads the four gate pre-activations and the cell state once. torch's
+// own CPU path runs ~8 separate elementwise kernels per step, each a pass over memory, plus
 // dispatcher overhead.
 //
 // float32 uses vectorisable exp/tanh approximations (Cephes' single-precision polynomials,
 // about 2 ulp); float64 uses <cmath> so that float64 results match torch to rounding.
-// Compiled on first use by forecast/nn/fused.py; every entry point has a pure torch fallback.
+// Compiled on first use by forecast/nn/fast/build.py; every entry point has a pure torch
+// fallback (the reference).
 
 #include <torch/extension.h>
 
@@ -427,6 +428,161 @@ std::vector<Tensor> lstm_outer_backward(const Tensor& d_m, const Tensor& hw, con
   return {d_hw, d_xw_per_thread.sum(0), d_c};
 }
 
+// ---- GRU ------------------------------------------------------------------------------------
+//
+// The reference GRU step (forecast/nn/cells.py: r, z, n with b_hn inside the reset product),
+// its arithmetic fused into one pass per row as for the LSTM.
+
+// One row: mm [3H] = h @ W_hh^T (no bias), b [3H] = b_hh or null, xw [3H] the input projection
+// with b_ih, h_prev [H] -> rz [2H], n [H], hn [H] (= h W_hn^T + b_hn) and h [H].
+template <typename T>
+inline void gru_gate_pass(const T* __restrict__ mm, const T* __restrict__ b,
+                          const T* __restrict__ xw, const T* __restrict__ h_prev,
+                          T* __restrict__ rz, T* __restrict__ n_out, T* __restrict__ hn_out,
+                          T* __restrict__ h, int64_t hidden) {
+#pragma omp simd
+  for (int64_t j = 0; j < hidden; ++j) {
+    const T b_r = b == nullptr ? T(0) : b[j];
+    const T b_z = b == nullptr ? T(0) : b[hidden + j];
+    const T b_n = b == nullptr ? T(0) : b[2 * hidden + j];
+    const T r = sigmoid_of(xw[j] + mm[j] + b_r);
+    const T z = sigmoid_of(xw[hidden + j] + mm[hidden + j] + b_z);
+    const T hn = mm[2 * hidden + j] + b_n;
+    const T n = tanh_of(xw[2 * hidden + j] + r * hn);
+    rz[j] = r;
+    rz[hidden + j] = z;
+    n_out[j] = n;
+    hn_out[j] = hn;
+    h[j] = n + z * (h_prev[j] - n);
+  }
+}
+
+// The backward of one row: dh [H] (d_out + the gradient from the step after), the row's saved
+// rz, n, hn and h_prev -> d_hw [3H] (gradient of h @ W_hh^T + b_hh), d_xw [3H] and the part of
+// d_h_prev [H] that does not pass through W_hh (dh * z).
+template <typename T>
+inline void gru_gate_pass_backward(const T* __restrict__ d_out, const T* __restrict__ d_next,
+                                   const T* __restrict__ rz, const T* __restrict__ n_in,
+                                   const T* __restrict__ hn_in, const T* __restrict__ h_prev,
+                                   T* __restrict__ d_hw, T* __restrict__ d_xw,
+                                   T* __restrict__ d_h_prev, int64_t hidden) {
+#pragma omp simd
+  for (int64_t j = 0; j < hidden; ++j) {
+    const T r = rz[j], z = rz[hidden + j], n = n_in[j], hn = hn_in[j];
+    const T dh = d_out[j] + d_next[j];
+    const T d_npre = dh * (T(1) - z) * (T(1) - n * n);
+    const T d_zpre = dh * (h_prev[j] - n) * z * (T(1) - z);
+    const T d_rpre = d_npre * hn * r * (T(1) - r);
+    d_hw[j] = d_rpre;
+    d_hw[hidden + j] = d_zpre;
+    d_hw[2 * hidden + j] = d_npre * r;
+    d_xw[j] = d_rpre;
+    d_xw[hidden + j] = d_zpre;
+    d_xw[2 * hidden + j] = d_npre;
+    d_h_prev[j] = dh * z;
+  }
+}
+
+// xw [T, B, 3H] (input projection plus b_ih), h0 [B, H], w_hh [3H, H], b_hh [3H] or none;
+// packed_hh: oneDNN-packed w_hh or none. Returns (outputs [T, B, H], rz [T, B, 2H],
+// n [T, B, H], hn [T, B, H]); the last three are what the backward needs, undefined unless
+// `save`.
+std::vector<Tensor> gru_forward(const Tensor& xw, const Tensor& h0, const Tensor& w_hh,
+                                const c10::optional<Tensor>& b_hh, bool reverse, bool save,
+                                const c10::optional<Tensor>& packed_hh) {
+  check_inputs({xw, h0, w_hh});
+  if (b_hh.has_value()) check_inputs({xw, *b_hh});
+  const int64_t steps = xw.size(0), batch = xw.size(1), hidden = h0.size(1);
+  const auto w_hh_t = w_hh.t();
+  auto outputs = at::empty({steps, batch, hidden}, xw.options());
+  auto rz = at::empty({save ? steps : 1, batch, 2 * hidden}, xw.options());
+  auto ns = at::empty({save ? steps : 1, batch, hidden}, xw.options());
+  auto hns = at::empty({save ? steps : 1, batch, hidden}, xw.options());
+  const int64_t gate_row = batch * 3 * hidden, state_row = batch * hidden;
+  Tensor h = h0;
+  AT_DISPATCH_FLOATING_TYPES(xw.scalar_type(), "gru_forward", [&] {
+    const scalar_t* xw_ptr = xw.data_ptr<scalar_t>();
+    const scalar_t* b = b_hh.has_value() ? b_hh->data_ptr<scalar_t>() : nullptr;
+    scalar_t* out_ptr = outputs.data_ptr<scalar_t>();
+    scalar_t* rz_ptr = rz.data_ptr<scalar_t>();
+    scalar_t* n_ptr = ns.data_ptr<scalar_t>();
+    scalar_t* hn_ptr = hns.data_ptr<scalar_t>();
+    for (int64_t k = 0; k < steps; ++k) {
+      const int64_t t = reverse ? steps - 1 - k : k;
+      const int64_t slot = save ? t : 0;
+      auto mm = matmul(h, w_hh_t, packed_hh).contiguous();  // [B, 3H]
+      const scalar_t* mm_ptr = mm.data_ptr<scalar_t>();
+      const scalar_t* h_prev = h.data_ptr<scalar_t>();
+      at::parallel_for(0, batch, grain_rows(hidden), [&](int64_t begin, int64_t end) {
+        for (int64_t row = begin; row < end; ++row) {
+          gru_gate_pass<scalar_t>(mm_ptr + row * 3 * hidden, b,
+                                  xw_ptr + t * gate_row + row * 3 * hidden, h_prev + row * hidden,
+                                  rz_ptr + slot * 2 * state_row + row * 2 * hidden,
+                                  n_ptr + slot * state_row + row * hidden,
+                                  hn_ptr + slot * state_row + row * hidden,
+                                  out_ptr + t * state_row + row * hidden, hidden);
+        }
+      });
+      h = outputs[t];
+    }
+  });
+  return {outputs, save ? rz : Tensor(), save ? ns : Tensor(), save ? hns : Tensor()};
+}
+
+// Gradients (xw, h0, w_hh, b_hh) from those of (outputs, h_T) and the forward's saved
+// tensors. packed_hh_t: oneDNN-packed w_hh^T or none; where given, the weight gradient goes
+// through oneDNN too.
+std::vector<Tensor> gru_backward(const Tensor& d_out, const Tensor& d_h_last, const Tensor& h0,
+                                 const Tensor& outputs, const Tensor& rz, const Tensor& ns,
+                                 const Tensor& hns, const Tensor& w_hh, bool reverse,
+                                 const c10::optional<Tensor>& packed_hh_t) {
+  check_inputs({d_out, d_h_last, h0, outputs, rz, ns, hns, w_hh});
+  const int64_t steps = d_out.size(0), batch = d_out.size(1), hidden = h0.size(1);
+  const bool onednn = packed_hh_t.has_value();
+  auto d_hw = at::empty({steps, batch, 3 * hidden}, d_out.options());
+  auto d_xw = at::empty({steps, batch, 3 * hidden}, d_out.options());
+  auto d_direct = at::empty({batch, hidden}, d_out.options());
+  const int64_t gate_row = batch * 3 * hidden, state_row = batch * hidden;
+  Tensor d_h = d_h_last;
+  AT_DISPATCH_FLOATING_TYPES(d_out.scalar_type(), "gru_backward", [&] {
+    const scalar_t* d_out_ptr = d_out.data_ptr<scalar_t>();
+    const scalar_t* out_ptr = outputs.data_ptr<scalar_t>();
+    const scalar_t* rz_ptr = rz.data_ptr<scalar_t>();
+    const scalar_t* n_ptr = ns.data_ptr<scalar_t>();
+    const scalar_t* hn_ptr = hns.data_ptr<scalar_t>();
+    scalar_t* d_hw_ptr = d_hw.data_ptr<scalar_t>();
+    scalar_t* d_xw_ptr = d_xw.data_ptr<scalar_t>();
+    scalar_t* direct_ptr = d_direct.data_ptr<scalar_t>();
+    for (int64_t k = 0; k < steps; ++k) {
+      const int64_t t = reverse ? k : steps - 1 - k;  // the forward's steps, last first
+      const bool first = k == steps - 1;             // the forward's first step
+      const scalar_t* h_prev =
+          first ? h0.data_ptr<scalar_t>() : out_ptr + (reverse ? t + 1 : t - 1) * state_row;
+      const scalar_t* d_next = d_h.data_ptr<scalar_t>();
+      at::parallel_for(0, batch, grain_rows(hidden), [&](int64_t begin, int64_t end) {
+        for (int64_t row = begin; row < end; ++row) {
+          const int64_t s = row * hidden;
+          gru_gate_pass_backward<scalar_t>(
+              d_out_ptr + t * state_row + s, d_next + s, rz_ptr + t * 2 * state_row + 2 * s,
+              n_ptr + t * state_row + s, hn_ptr + t * state_row + s, h_prev + s,
+              d_hw_ptr + t * gate_row + 3 * s, d_xw_ptr + t * gate_row + 3 * s, direct_ptr + s,
+              hidden);
+        }
+      });
+      d_h = matmul(d_hw[t], w_hh, packed_hh_t).add_(d_direct);  // [B, H]
+    }
+  });
+  auto h_prev = at::empty({steps, batch, hidden}, d_out.options());
+  h_prev[reverse ? steps - 1 : 0].copy_(h0);
+  if (steps > 1) {
+    h_prev.narrow(0, reverse ? 0 : 1, steps - 1)
+        .copy_(outputs.narrow(0, reverse ? 1 : 0, steps - 1));
+  }
+  const auto flat = [](const Tensor& x) { return x.flatten(0, 1); };
+  auto d_w_hh = weight_grad(flat(h_prev), flat(d_hw), onednn).t().contiguous();  // [3H, H]
+  return {d_xw, d_h.clone(), d_w_hh, flat(d_hw).sum(0)};
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
@@ -434,4 +590,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   module.def("lstm_backward", &lstm_backward, "LSTM layer loop, backward");
   module.def("lstm_outer_forward", &lstm_outer_forward, "LSTM step over an outer product");
   module.def("lstm_outer_backward", &lstm_outer_backward, "its backward");
+  module.def("gru_forward", &gru_forward, "GRU layer loop, forward");
+  module.def("gru_backward", &gru_backward, "GRU layer loop, backward");
 }
