@@ -116,10 +116,11 @@ def main() -> None:
         args.repeats = 1
     settings = args.settings or ["default", BEFORE, "threads=1"]
     out = args.out or Path(tempfile.mkdtemp(prefix="busy-bench-"))
-    from forecast.nn import fused
+    from forecast.nn import fast
 
-    # our C++ kernels are compiled on first use, once per machine: here, not in a measured run
-    fused.extension()
+    # our C++ kernels (impl=custom) are compiled on first use, once per machine: here, not in a
+    # measured run
+    fast.extension()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
         f"# train.py, ETTh1, default LSTM, {args.epochs} epoch(s)"

@@ -1,4 +1,4 @@
-"""Batch forecasting speed: series per second and peak memory, TorchScript and ONNX side by side.
+"""Batch forecasting speed: series per second and peak memory, pt2 and ONNX side by side.
 
     python benchmarks/predict_speed.py           # 1, 100 and 10,000 series (generated long files)
     python benchmarks/predict_speed.py --quick   # small and fast: a smoke test of this script
@@ -87,7 +87,7 @@ def main() -> None:
             for engine in ENGINES:
                 r = child("--child", str(model), str(path), engine, script=__file__)
                 print(
-                    f"{n:>8}{engine:>13}{r['seconds']:>9.2f}{r['series_per_s']:>11,.0f}"
+                    f"{n:>8}{engine:>13}{r['seconds']:>9.2f}{r['series_per_s']:>11,.3g}"
                     f"{r['peak_rss_mb']:>13.0f}",
                     flush=True,
                 )

@@ -1,7 +1,7 @@
 """What the configs in `conf/` need registered before Hydra composes them.
 
 `register_resolvers()`: the OmegaConf resolvers (`${half:...}`). `register_configs()`: those,
-and the `base` configs of the `model` and `data` groups, made from the signatures of the classes
+and the `schema/model/base` and `schema/data/base` configs, made from the signatures of the classes
 they build (`Forecaster` and `ForecastNet`, `SeriesDataModule`): every option and its default
 is written once, in Python, so the YAML files and the classes cannot disagree. The entry
 scripts register before Hydra composes; `forecast.pipeline` does on import, for code that
@@ -68,9 +68,9 @@ def register_configs() -> None:
     """The resolvers, and the `base` configs that conf/model/*.yaml and conf/data/*.yaml extend."""
     register_resolvers()
     store = ConfigStore.instance()
-    if "base.yaml" not in store.repo.get("model", {}):
-        store.store(group="model", name="base", node=model_defaults())
-        store.store(group="data", name="base", node=data_defaults())
+    if "base.yaml" not in store.repo.get("schema", {}).get("model", {}):
+        store.store(group="schema/model", name="base", node=model_defaults())
+        store.store(group="schema/data", name="base", node=data_defaults())
 
 
 def compose_train_config(overrides: Sequence[str]) -> DictConfig:

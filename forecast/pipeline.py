@@ -65,7 +65,7 @@ def train(
     refuse_unused_inputs(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    datamodule = instantiate(cfg.data, _partial_=True)(**({} if data is None else {"path": data}))
+    datamodule = construct(cfg.data, "data", **({} if data is None else {"path": data}))
     datamodule.setup("fit")
     # the network is built from the data's spec, in the Forecaster (lightning-hydra-template's
     # injection: the config names the model, the data fills in what only it knows)
@@ -236,7 +236,26 @@ def export(cfg: DictConfig, spec: DataSpec, model, out_dir: Path) -> None:
 
 def build_model(node: DictConfig, spec: DataSpec) -> pl.LightningModule:
     """The configured model (`cfg.model`) for data `spec`: the network is built from the spec."""
-    return instantiate(node, _partial_=True)(spec=spec)
+    return construct(node, "model", spec=spec)
+
+
+def construct(node: DictConfig, key: str, **kwargs):
+    """`node` built with `kwargs` that only the run knows (the data's spec, a DataFrame), which
+    Hydra cannot merge into a config. A key the class does not take, or a value it refuses, is a
+    one-line ConfigError naming `key`, as it would be from `instantiate` itself."""
+    factory = instantiate(node, _partial_=True)
+    try:
+        return factory(**kwargs)
+    except TypeError as err:
+        text = str(err)
+        if "unexpected keyword argument" not in text:
+            raise
+        name = text.rsplit("'", 2)[-2]
+        raise ConfigError(f"{key}.{name} is not an option here: remove it") from err
+    except ValueError as err:
+        if type(err) is not ValueError:  # DataError, ConfigError: already one line
+            raise
+        raise ConfigError(f"{key}: {err}") from err
 
 
 def build(node: DictConfig, **kwargs):

@@ -48,7 +48,11 @@ def test_a_default_lstmp_run_is_quiet_and_ends_with_its_summary(tmp_path):
     result = run("train.py", f"hydra.run.dir={run_dir}", "model=lstmp", *TINY)
     assert_quiet(result)
     done, folder, next_step = result.stdout.splitlines()[-3:]
-    assert re.match(r"done: test MSE [0-9.]+, MAE [0-9.]+, MASE [0-9.]+ \(normalised", done)
+    assert re.match(
+        r"done: test MSE [0-9.]+, MAE [0-9.]+, MASE [0-9.]+, skill against naive -?[0-9.]+ "
+        r"\(normalised",
+        done,
+    )
     assert folder.startswith(f"run folder: {run_dir} ")
     assert next_step.startswith(f"next: python predict.py model_dir={run_dir} input=")
 

@@ -126,7 +126,8 @@ CASES = [
      r"column 'b' holds true/false values, not numbers; write them as 1 and 0"),
     ("bool-csv", "x.csv", bool_csv, r"column 'b' holds true/false values"),
     ("5001-columns", "x.csv", many_columns,
-     r"column 'date' not found; the columns are \['when', 'c0', .* and 4,992 more\]$"),
+     r"no time column named 'date' or 'ds'; set data.time_col=.* \(the columns are "
+     r"\['when', 'c0', .* and 4,992 more\]\)$"),
 ]  # fmt: skip
 
 

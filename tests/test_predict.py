@@ -395,14 +395,14 @@ def test_backtest_lines_up_forecasts_with_the_truth(etth1_model, etth1_csv, tmp_
 
 
 def test_a_file_too_short_for_its_backtest_fails_once_and_writes_nothing(
-    etth1_model, shared_data, tmp_path
+    etth1_model, etth1_csv, tmp_path
 ):
     """backtest=true n_windows=3 needs lookback + 3 horizons: a file with fewer rows is one
     failure, reported once on stderr (its name once), and none of its outputs is written."""
     inputs = tmp_path / "in"
     inputs.mkdir()
-    etth1_tail(shared_data, inputs / "long.csv", rows=24 * 4 + 96)
-    etth1_tail(shared_data, inputs / "short.csv", rows=24 * 2 + 96)
+    etth1_tail(etth1_csv, inputs / "long.csv", rows=24 * 4 + 96)
+    etth1_tail(etth1_csv, inputs / "short.csv", rows=24 * 2 + 96)
     result = subprocess.run(
         [sys.executable, "predict.py", f"model_dir={etth1_model}", f"input={inputs}"]
         + [f"output={tmp_path / 'out'}", "backtest=true", "n_windows=3"]

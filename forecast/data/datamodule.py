@@ -21,6 +21,7 @@ from forecast.data.spec import DataSpec, frequency, season_of
 from forecast.data.splits import SPLITS, split_arrays
 from forecast.data.validate import check_scaled
 from forecast.data.windows import RandomWindows, WindowDataset, collate
+from forecast.errors import ConfigError
 
 CHANNEL_MODES = ("joint", "independent")
 
@@ -81,7 +82,10 @@ class SeriesDataModule(pl.LightningDataModule):
     ):
         super().__init__()
         if path is None and name is None:
-            raise ValueError("give data.path (a file or a DataFrame) or data.name (a data set)")
+            raise ConfigError(
+                "data.path is not set: give data.path=<a file> (or a DataFrame from Python), "
+                "or data.name=<a data set> (--help shows more)"
+            )
         if channel_mode not in CHANNEL_MODES:
             raise ValueError(
                 f"data.channel_mode must be one of {CHANNEL_MODES}, got {channel_mode!r}"

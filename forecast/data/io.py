@@ -139,7 +139,7 @@ def read_table(path: str | Path, format: str | None = None) -> pd.DataFrame:
     fmt = format or ("parquet" if path.endswith((".parquet", ".pq")) else "csv")
     if fmt not in ("csv", "parquet"):
         raise DataError(f"{path}: format must be 'csv' or 'parquet', got {fmt!r}")
-    _check_file(path, fmt)
+    check_file(path, fmt)
     try:
         if fmt == "parquet":
             _refuse_duplicate_parquet_columns(path)
@@ -195,7 +195,7 @@ SIGNATURES = (
 COMPRESSED = (".gz", ".bz2", ".zip", ".xz", ".zst", ".tar")
 
 
-def _check_file(path: str, fmt: str) -> None:
+def check_file(path: str, fmt: str) -> None:
     """Refuse, before parsing, what is not a readable data file of its format, saying what it
     is: a folder, a FIFO or device (reading one could wait for ever), an empty file, a file of
     another kind (Parquet, gzip, a workbook, UTF-16 or binary) given as CSV, or the reverse."""

@@ -18,6 +18,7 @@ import pandas as pd
 from forecast.data.errors import DataError
 from forecast.data.io import (
     Frame,
+    check_file,
     from_frame,
     listed,
     read_long,
@@ -166,6 +167,8 @@ def column_names(source, format: str | None = None) -> list[str]:
     """The header of a file (without reading its rows) or a DataFrame's columns."""
     if isinstance(source, pd.DataFrame):
         return list(from_frame(source).columns)
+    # what is not a data file (a FIFO would block the header read for ever) is refused first
+    check_file(str(source), file_format(source, format))
     try:
         if file_format(source, format) == "parquet":
             import pyarrow.parquet as pq
