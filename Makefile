@@ -1,5 +1,6 @@
 # make train  - set up .venv when there is none, then train with the defaults (ARGS="model=gru ...")
-# make test   - the same set-up, then the whole test suite (PYTEST_ARGS="-k fetch ...")
+# make test   - the same set-up, then the whole test suite, TEST_JOBS files at a time
+#               (PYTEST_ARGS="-k fetch ...", TEST_JOBS=1 for one process)
 #
 # torch is installed first and on its own (TORCH=...), so that the package's bare `torch`
 # requirement is already met and pip never pulls a build you did not choose.
@@ -10,6 +11,8 @@ TORCH ?= torch==2.13.0
 EXTRAS ?= dev
 ARGS ?=
 PYTEST_ARGS ?=
+# the suite's files are shared among this many processes (pytest-xdist), one core each
+TEST_JOBS ?= 2
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -28,7 +31,7 @@ train: $(STAMP)
 	$(BIN)/python train.py $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -10,6 +10,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one pytest-xdist worker per core: each worker, and every entry script it
+    # starts, computes on one thread, so that the workers share the cores instead of fighting
+    # for them (threads=auto follows OMP_NUM_THREADS)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
 
 def shared_data_dir() -> Path | None:
     """The reference data sets (../shared/data beside the checkout, or $FORECAST_DATA_DIR)."""
