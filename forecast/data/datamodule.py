@@ -41,6 +41,8 @@ class SeriesDataModule(pl.LightningDataModule):
     (channel | series). `channel_mode`: joint (all in, all out) or independent (each channel its own
     univariate series). `calendar`: features among hour, weekday, day, month, ... as
     `x_mark`/`y_mark`. `stride` thins training windows; val, test and predict use every window.
+    `windows_per_epoch`: each training epoch draws this many distinct training windows at random
+    (seeded, a new draw each epoch) instead of all of them; val and test stay complete.
     `season`: the data's seasonal period, for MASE (None: from its frequency, see
     `forecast.data.spec.season_of`). After `setup`, `spec` is what a model needs to know.
     """
@@ -73,6 +75,7 @@ class SeriesDataModule(pl.LightningDataModule):
         channel_mode: str = "joint",
         calendar: list[str] | None = None,
         stride: int = 1,
+        windows_per_epoch: int | None = None,
         batch_size: int = 32,
         eval_batch_size: int = 256,
         num_workers: int = 0,
@@ -89,6 +92,11 @@ class SeriesDataModule(pl.LightningDataModule):
         if channel_mode not in CHANNEL_MODES:
             raise ValueError(
                 f"data.channel_mode must be one of {CHANNEL_MODES}, got {channel_mode!r}"
+            )
+        if windows_per_epoch is not None and windows_per_epoch < 1:
+            raise ValueError(
+                f"data.windows_per_epoch must be a positive number of windows or null (all), "
+                f"got {windows_per_epoch}"
             )
         if target is not None and columns is not None and list(target) != list(columns):
             raise ValueError("data.columns is the older name of data.target: give one of them")
@@ -107,6 +115,7 @@ class SeriesDataModule(pl.LightningDataModule):
         )
         self.test_path, self.test_name = test_path, test_name
         self.lookback, self.horizon, self.stride = lookback, horizon, stride
+        self.windows_per_epoch = windows_per_epoch
         self.split_options = dict(
             borders=borders, fractions=fractions, val_size=val_size, test_size=test_size
         )
@@ -280,10 +289,12 @@ class SeriesDataModule(pl.LightningDataModule):
         options = self.loader_options
         train = split == "train"
         dataset = self.datasets[split]
+        # shuffle only training, and draw a subset of it only; val and test are complete
+        sampler = RandomWindows(len(dataset), per_epoch=self.windows_per_epoch) if train else None
         return DataLoader(
             dataset,
             batch_size=options["batch_size" if train else "eval_batch_size"],
-            sampler=RandomWindows(len(dataset)) if train else None,  # shuffle only training
+            sampler=sampler,
             num_workers=options["num_workers"],
             pin_memory=options["pin_memory"],
             persistent_workers=options["persistent_workers"],

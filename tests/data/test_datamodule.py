@@ -10,7 +10,7 @@ from torch.utils.data import SequentialSampler
 
 from forecast.config import compose_train_config
 from forecast.data import DataError, SeriesDataModule, WideDataModule, split_bounds
-from forecast.data.windows import RandomWindows
+from forecast.data.windows import RandomWindows, collate
 
 
 def test_ett_borders_follow_the_protocol():
@@ -213,6 +213,36 @@ def test_loaders_shuffle_only_training_and_batch_like_single_items(tmp_path):
         for key, value in item.items():
             torch.testing.assert_close(batch[key][k], value)
     assert "y" not in next(iter(dm.predict_dataloader()))
+
+
+def test_windows_per_epoch_draws_a_subset_of_training_and_keeps_val_and_test_whole(tmp_path):
+    dm = long_module(long_file(tmp_path, [60, 50, 40]), batch_size=4, windows_per_epoch=10)
+    dm.setup("fit")
+    train = dm.datasets["train"]
+    assert len(train) > 40  # 30 + 20 + 10 minus the val and test rows: far more than 10
+
+    def epoch(loader) -> list[tuple[int, float]]:  # (series, first value) of each window
+        return [
+            (int(s), float(x[0, 0]))
+            for batch in loader
+            for s, x in zip(batch["series"], batch["x"], strict=True)
+        ]
+
+    loader = dm.train_dataloader()
+    assert len(loader) == 3  # batches of 4, 4 and 2
+    torch.manual_seed(0)
+    first, second = epoch(loader), epoch(loader)
+    assert len(first) == len(set(first)) == len(second) == 10
+    assert set(first) != set(second)  # another subset each epoch
+    torch.manual_seed(0)
+    assert epoch(dm.train_dataloader()) == first  # seeded by torch's generator
+    everything = set(epoch(torch.utils.data.DataLoader(train, batch_size=64, collate_fn=collate)))
+    assert set(first) <= everything
+    for split, loader in (("val", dm.val_dataloader()), ("test", dm.test_dataloader())):
+        # every window: one per series (val_size = test_size = horizon)
+        assert len(epoch(loader)) == len(dm.datasets[split]) == 3
+    with pytest.raises(ValueError, match=r"data\.windows_per_epoch"):
+        long_module(long_file(tmp_path, [60]), windows_per_epoch=0)
 
 
 def compose(name: str, **overrides) -> SeriesDataModule:

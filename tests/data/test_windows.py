@@ -113,3 +113,44 @@ def test_random_windows_draw_each_index_once_per_epoch():
     assert sorted(epoch) == list(range(100_003)) and epoch != sorted(epoch)
     torch.manual_seed(1)
     assert list(sampler) == epoch
+
+
+@pytest.mark.parametrize("per_epoch", [50, 30_000])  # a subset drawn alone; a cut permutation
+def test_random_windows_per_epoch_draw_that_many_distinct_windows_anew_each_epoch(per_epoch):
+    sampler = RandomWindows(100_003, chunk=1_000, per_epoch=per_epoch)
+    torch.manual_seed(1)
+    first, second = list(sampler), list(sampler)
+    assert len(sampler) == len(first) == len(second) == per_epoch
+    for epoch in (first, second):
+        assert len(set(epoch)) == per_epoch and 0 <= min(epoch) and max(epoch) < 100_003
+    assert set(first) != set(second)  # a new subset every epoch
+    torch.manual_seed(1)
+    assert [list(sampler), list(sampler)] == [first, second]  # the same sequence of epochs
+
+
+def test_random_windows_subset_is_uniform():
+    # n = 20, k = 3 takes the subset path (k < n / 4): every window is as likely to be drawn,
+    # and to come first; 20,000 seeded epochs, so the counts are within 5 sd of the expectation
+    sampler = RandomWindows(20, per_epoch=3)
+    torch.manual_seed(0)
+    draws = np.array([list(sampler) for _ in range(20_000)])  # [epochs, 3]
+    assert all(len(set(row)) == 3 for row in draws[:500])
+    included = np.bincount(draws.ravel(), minlength=20)
+    first = np.bincount(draws[:, 0], minlength=20)
+    p = 3 / 20
+    assert np.abs(included - 20_000 * p).max() < 5 * np.sqrt(20_000 * p * (1 - p))
+    assert np.abs(first - 1_000).max() < 5 * np.sqrt(20_000 * 0.05 * 0.95)
+
+
+def test_random_windows_subset_costs_the_subset_not_the_windows():
+    # 2**40 windows: a permutation of them all would take 8 TB; a subset of 1,000 does not
+    sampler = RandomWindows(2**40, per_epoch=1_000)
+    picks = list(sampler)
+    assert len(set(picks)) == 1_000 and max(picks) < 2**40 and max(picks) > 2**31
+
+
+def test_random_windows_per_epoch_beyond_the_windows_takes_each_once():
+    sampler = RandomWindows(100, per_epoch=1_000)
+    assert len(sampler) == 100 and sorted(sampler) == list(range(100))
+    with pytest.raises(ValueError, match="at least 1"):
+        RandomWindows(100, per_epoch=0)
