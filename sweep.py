@@ -1,59 +1,8 @@
 """An Optuna study over train.py: python sweep.py [sweep.n_trials=50] [model.hidden_size=64] ...
 
-Writes, in the sweep directory (`outputs/sweeps/<study name>` unless hydra.run.dir says otherwise):
-study.db (the default storage), trials/<number>/ (one train run each), trials.csv and trials.md
-(every trial), best.yaml (the best trial's config for train.py) and best.json; and says so at the
-end. A configuration mistake is one line on stderr, exit status 2.
-"""
+The checkout's shell of `forecast-sweep` (forecast/commands/sweep.py): the same Hydra app."""
 
-import re
-from pathlib import Path
-
-import hydra
-from omegaconf import DictConfig
-
-from forecast.cli import run
-from forecast.config import register_configs
-from forecast.runtime import apply_threads, prepare_process
-
-register_configs()
-
-# keys of this app that are not train keys; every other command-line override goes to each trial
-OWN_KEYS = ("sweep", "hydra")
-
-
-@hydra.main(version_base="1.3", config_path="conf", config_name="sweep")
-def main(cfg: DictConfig) -> float | None:
-    from hydra import compose
-    from hydra.core.hydra_config import HydraConfig
-
-    from forecast.cli import ConfigError, check_train_config, reported
-    from forecast.summary import study_message
-    from forecast.sweep import check_one_process, override_key, run_study
-
-    hydra_cfg = HydraConfig.get()
-    train_overrides = [
-        o for o in hydra_cfg.overrides.task if re.split(r"[./]", override_key(o))[0] not in OWN_KEYS
-    ]
-    with reported(__file__, "sweep"):
-        check_train_config(cfg, hydra_cfg.overrides.task, known={"sweep.timeout": float | None})
-        try:
-            check_one_process(cfg)
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
-        apply_threads(cfg.threads)
-        sweep_dir = Path(hydra_cfg.runtime.output_dir)
-        study = run_study(
-            cfg.sweep,
-            lambda overrides: compose(config_name="config", overrides=overrides),
-            train_overrides,
-            sweep_dir,
-        )
-    print(study_message(sweep_dir))
-    completed = [t for t in study.trials if t.value is not None]
-    return study.best_value if completed else None
-
+from forecast.commands.sweep import entry
 
 if __name__ == "__main__":
-    prepare_process()
-    run(main, __file__, "sweep")
+    entry()

@@ -149,6 +149,7 @@ def run_ours(method: str, epochs: int, quick: bool, out: Path) -> dict:
     import pytorch_lightning as pl
     from hydra import compose, initialize_config_dir
 
+    from forecast.config import CONF_DIR
     from forecast.pipeline import train
 
     name, _, precision = method.partition(" ")
@@ -168,7 +169,7 @@ def run_ours(method: str, epochs: int, quick: bool, out: Path) -> dict:
         overrides += [f"++trainer.{limit}={QUICK_BATCHES}" for limit in limits]
     if max_time():
         overrides.append(f"++trainer.max_time='{max_time()}'")
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
 
     class Watch(pl.Callback):

@@ -8,10 +8,15 @@ long (`unique_id, ds, y`) or wide (a time column, or a DatetimeIndex, and a colu
 """
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 
-import matplotlib
+from forecast.extras import available, missing_message
+
+if not available("matplotlib"):  # the `plots` extra
+    sys.exit(missing_message("matplotlib", "plots", "examples/quickstart.py (its plot)"))
+import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")  # write the plot to a file; drop this line in a notebook
 import matplotlib.pyplot as plt

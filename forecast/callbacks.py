@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import random
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ProgressBar, RichProgressBar, TQDMProgressBar
+
+log = logging.getLogger(__name__)
 
 
 class RNGStateCheckpoint(pl.Callback):
@@ -35,3 +39,26 @@ class RNGStateCheckpoint(pl.Callback):
         kind, keys, pos, has_gauss, cached_gaussian = state_dict["numpy"]
         np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached_gaussian))
         random.setstate(state_dict["python"])
+
+
+def progress_bar() -> ProgressBar:
+    """The configured progress bar (conf/callbacks/default.yaml): Lightning's rich bar, or
+    without the `rich` extra its plain (TQDM) bar, which says once what to install."""
+    from forecast.extras import available
+
+    if available("rich"):
+        return RichProgressBar()
+    return PlainProgressBar()
+
+
+class PlainProgressBar(TQDMProgressBar):
+    """Lightning's TQDM bar in place of the rich one: one line says which extra gives that."""
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from forecast.extras import install_hint
+
+        super().on_fit_start(trainer, pl_module)
+        if trainer.is_global_zero:
+            log.info(
+                "rich is not installed, so the progress bar is plain: %s", install_hint("rich")
+            )

@@ -42,30 +42,30 @@ FULL_ERROR = "HYDRA_FULL_ERROR"
 USER_FULL_ERROR = "FORECAST_USER_HYDRA_FULL_ERROR"
 
 
-def run(main: Callable[[], object], script: str, config_name: str) -> None:
-    """Call `main`, a `@hydra.main` function of `script` (its path) whose config is
-    `conf/<config_name>.yaml` beside it: a mistake Hydra meets while composing the config ends the
-    process with its one line on stderr and exit status 2. Inside `main`, `reported` does the
-    same for the mistakes met while running."""
+def run(main: Callable[[], object], prog: str, config_name: str) -> None:
+    """Call `main`, the `@hydra.main` function of the program `prog` (the name its messages start
+    with) whose config is `forecast/conf/<config_name>.yaml`: a mistake Hydra meets while
+    composing the config ends the process with its one line on stderr and exit status 2. Inside
+    `main`, `reported` does the same for the mistakes met while running."""
     os.environ.setdefault(USER_FULL_ERROR, os.environ.get(FULL_ERROR, ""))
     os.environ[FULL_ERROR] = "1"  # Hydra then raises instead of printing and exiting with 1
     try:
         main()
     except Exception as err:
         if not wants_traceback():
-            exit_if_config_error(err, script, config_name)
+            exit_if_config_error(err, prog, config_name)
         raise
 
 
 @contextlib.contextmanager
-def reported(script: str, config_name: str):
+def reported(prog: str, config_name: str):
     """Around the body of a `@hydra.main` function: a configuration mistake ends the process with
     its one line on stderr and exit status 2 (inside the job, so that Hydra adds no lines)."""
     try:
         yield
     except Exception as err:
         if not wants_traceback():
-            exit_if_config_error(err, script, config_name)
+            exit_if_config_error(err, prog, config_name)
         raise
 
 
@@ -74,10 +74,10 @@ def wants_traceback() -> bool:
     return os.environ.get(USER_FULL_ERROR) == "1"
 
 
-def exit_if_config_error(err: Exception, script: str, config_name: str) -> None:
-    message = describe(err, Path(script).parent, config_name)
+def exit_if_config_error(err: Exception, prog: str, config_name: str) -> None:
+    message = describe(err, config_name)
     if message is not None:
-        print(f"{Path(script).name}: {one_line(message)}", file=sys.stderr)
+        print(f"{prog}: {one_line(message)}", file=sys.stderr)
         sys.exit(2)
 
 
@@ -85,7 +85,7 @@ def one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def describe(err: Exception, app_dir: Path, config_name: str) -> str | None:
+def describe(err: Exception, config_name: str) -> str | None:
     """The one-line report of a configuration mistake; None for any other error."""
     if isinstance(err, ConfigError):
         return str(err)
@@ -97,7 +97,7 @@ def describe(err: Exception, app_dir: Path, config_name: str) -> str | None:
             f"and quote a list or a value with spaces for the shell: 'data.columns=[OT,HUFL]'"
         )
     if isinstance(err, ConfigCompositionException):
-        return composition(err, app_dir, config_name)
+        return composition(err, config_name)
     if isinstance(err, InstantiationException):
         return instantiation(err)
     if isinstance(err, MissingMandatoryValue):
@@ -126,11 +126,11 @@ def missing_option(err: MissingConfigException) -> str:
     )
 
 
-def composition(err: ConfigCompositionException, app_dir: Path, config_name: str) -> str:
+def composition(err: ConfigCompositionException, config_name: str) -> str:
     cause = err.__cause__
     if isinstance(cause, OmegaConfBaseException) and "not in struct" in str(cause):
         key = cause.full_key
-        close = difflib.get_close_matches(key, config_keys(app_dir, config_name), n=1)
+        close = difflib.get_close_matches(key, config_keys(config_name), n=1)
         hint = f"did you mean {close[0]}? " if close else "check the spelling; "
         return (
             f"{key} is not a key of this config: {hint}--help lists the keys, and "
@@ -142,15 +142,17 @@ def composition(err: ConfigCompositionException, app_dir: Path, config_name: str
     return str(err).strip()
 
 
-def config_keys(app_dir: Path, config_name: str) -> list[str]:
-    """Every key of the app's config as composed without overrides (dotted); [] where it cannot
-    be composed."""
-    from hydra import compose, initialize_config_dir
+def config_keys(config_name: str) -> list[str]:
+    """Every key of the app's shipped config as composed without overrides (dotted); [] where it
+    cannot be composed."""
+    from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
+
+    from forecast.config import CONF_MODULE
 
     GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(str(app_dir / "conf"), version_base="1.3"):
+        with initialize_config_module(CONF_MODULE, version_base="1.3"):
             return list(flat_keys(compose(config_name)))
     except Exception:  # only a hint is lost
         return []

@@ -1,4 +1,5 @@
-"""What the configs in `conf/` need registered before Hydra composes them.
+"""Where the configs live (`forecast/conf`, shipped in the package: `CONF_MODULE`), and what
+they need registered before Hydra composes them.
 
 `register_resolvers()`: the OmegaConf resolvers (`${half:...}`). `register_configs()`: those,
 and the `schema/model/base` and `schema/data/base` configs, made from the signatures of the classes
@@ -19,18 +20,26 @@ from omegaconf import DictConfig, OmegaConf
 
 
 def half(value) -> int:
-    """`${half:${model.hidden_size}}`: conf/model/lstmp.yaml's projection, half the hidden size,
-    so that `model=lstmp model.hidden_size=64`, or a sweep sampling hidden sizes, stays a valid
-    LSTMP (torch requires proj_size < hidden_size)."""
+    """`${half:${model.hidden_size}}`: forecast/conf/model/lstmp.yaml's projection, half the
+    hidden size, so that `model=lstmp model.hidden_size=64`, or a sweep sampling hidden sizes,
+    stays a valid LSTMP (torch requires proj_size < hidden_size)."""
     return max(1, int(value) // 2)
 
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+# the configs of the three commands: a package inside ours, so an installed copy has them too
+CONF_MODULE = "forecast.conf"
+CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 
 def register_resolvers() -> None:
-    if not OmegaConf.has_resolver("half"):
-        OmegaConf.register_new_resolver("half", half)
+    """`${half:...}`, and for the help texts `${forecast.prog:train}` and
+    `${forecast.command:train}`: an app's name and command line as the user calls them
+    (`forecast-train`, or `train.py` and `python train.py` in a checkout)."""
+    from forecast.commands import command, prog
+
+    for name, resolver in (("half", half), ("forecast.prog", prog), ("forecast.command", command)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
 
 
 def defaults_of(function: Callable, skip: tuple[str, ...] = ()) -> dict:
@@ -74,9 +83,14 @@ def register_configs() -> None:
 
 
 def compose_train_config(overrides: Sequence[str]) -> DictConfig:
-    """train.py's configuration with `overrides`, composed by Hydra from the same conf/."""
-    from hydra import compose, initialize_config_dir
+    """forecast-train's configuration with `overrides`, composed by Hydra from the same configs
+    (and refused in one line where it names an object whose optional dependency is missing)."""
+    from hydra import compose, initialize_config_module
+
+    from forecast.extras import check_config
 
     register_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="fit"):
-        return compose(config_name="config", overrides=list(overrides))
+    with initialize_config_module(CONF_MODULE, version_base="1.3", job_name="fit"):
+        cfg = compose(config_name="config", overrides=list(overrides))
+    check_config(cfg)
+    return cfg

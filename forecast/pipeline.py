@@ -36,6 +36,7 @@ from forecast.config import register_configs
 from forecast.data.spec import DataSpec
 from forecast.errors import ConfigError
 from forecast.export import export_bundle
+from forecast.versions import versions
 
 log = logging.getLogger(__name__)
 register_configs()
@@ -109,6 +110,7 @@ def train(
         "wall_seconds": round(time.perf_counter() - start, 3),
         "best_checkpoint": os.path.relpath(best, output_dir) if best else None,
         **(blend or {}),
+        "versions": versions(),
     }
     refuse_diverged(metrics, cfg)
     if metrics.get("val_skill", 0.0) < 0:
@@ -337,4 +339,5 @@ def export_meta(cfg: DictConfig, spec: DataSpec, model) -> dict:
         "quantiles": list(model.quantiles),
         "naive_blend": {"weight": float(model.net.naive_weight), "lag": model.net.naive_lag},
         "config": OmegaConf.to_container(cfg, resolve=True),
+        "versions": versions(),
     }

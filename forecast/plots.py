@@ -1,10 +1,15 @@
-"""Plots of forecasts for a run's directory."""
+"""Plots of forecasts for a run's directory (matplotlib: the `plots` extra)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
+
+from forecast.extras import available, missing_message, require
+
+log = logging.getLogger(__name__)
 
 
 def forecast_figure(
@@ -18,6 +23,7 @@ def forecast_figure(
     """One panel per window: history [N, L], truth and forecast [N, H] of one channel; `times`
     (history's [N, L] and the horizon's [N, H], datetime64) put them on a time axis, else the x
     axis counts steps from the forecast origin."""
+    require("matplotlib", "plots", "forecast_figure")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -53,7 +59,11 @@ def plot_forecasts(
     title: str = "",
     times: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> None:
-    """`forecast_figure`, saved as an image at `path`."""
+    """`forecast_figure`, saved as an image at `path`. Without matplotlib (the `plots` extra), a
+    training run still completes: one line says what to install, and no image is written."""
+    if not available("matplotlib"):
+        log.warning("%s skipped: %s", Path(path).name, missing_message("matplotlib", "plots", "it"))
+        return
     import matplotlib.pyplot as plt
 
     fig = forecast_figure(history, truth, forecast, channel, title, times)

@@ -594,11 +594,16 @@ def load_record(target: Path) -> dict | None:
 
 
 class Progress:
-    """Files and series done, shown with rich when attached to a terminal; silent otherwise."""
+    """Files and series done, shown with rich when attached to a terminal; silent otherwise, and
+    without the `rich` extra (one line says what to install)."""
 
     def __init__(self, n_files: int):
+        from forecast.extras import available, install_hint
+
         self.bar = None
-        if sys.stderr.isatty():
+        if sys.stderr.isatty() and not available("rich"):
+            print(f"no progress bar: {install_hint('rich')} shows one", file=sys.stderr)
+        elif sys.stderr.isatty():
             from rich.progress import Progress as RichProgress
 
             self.bar = RichProgress(transient=True)

@@ -47,9 +47,9 @@ def shown_path(path: Path) -> str:
         return str(path)
 
 
-def run_summary(run_dir: Path) -> str:
+def run_summary(run_dir: Path, predict: str = "python predict.py") -> str:
     """The lines train.py ends with: the main test metrics of `run_dir`'s metrics.json, the run
-    folder, and the command that forecasts with the run."""
+    folder, and the command that forecasts with the run (`predict`: how to call predict)."""
     metrics_file = Path(run_dir) / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     shown = [f"{name} {metrics[key]:.4g}" for key, name in RUN_METRICS.items() if key in metrics]
@@ -59,14 +59,13 @@ def run_summary(run_dir: Path) -> str:
         scores = "no test metrics (no test batches were run)"
     epochs = f"; {metrics['epochs']} epoch(s) in {metrics['fit_seconds']:.0f} s" if metrics else ""
     folder = shown_path(run_dir)
-    lines = [
-        f"done: {scores}{epochs}",
-        f"run folder: {folder} (metrics.json, forecast.png, checkpoints/, export/)",
-    ]
+    written = ["metrics.json", "forecast.png", "checkpoints/", "export/"]
+    if not (Path(run_dir) / "forecast.png").is_file():  # the `plots` extra is not installed
+        written.remove("forecast.png")
+    lines = [f"done: {scores}{epochs}", f"run folder: {folder} ({', '.join(written)})"]
     if (Path(run_dir) / "export" / "meta.json").is_file():
         lines.append(
-            f"next: python predict.py model_dir={folder} input=<file, folder or glob> "
-            f"output=<folder>"
+            f"next: {predict} model_dir={folder} input=<file, folder or glob> output=<folder>"
         )
     else:
         lines.append("next: this run has no export/ to forecast with (see the warnings above)")
@@ -173,8 +172,9 @@ def multirun_message(rows: Sequence[dict[str, Any]], sweep_dir: Path) -> str:
     )
 
 
-def study_message(sweep_dir: Path) -> str:
-    """Where a sweep's summary went, after its trials (from the best.json it wrote)."""
+def study_message(sweep_dir: Path, train: str = "python train.py") -> str:
+    """Where a sweep's summary went, after its trials (from the best.json it wrote); `train`:
+    how to call train."""
     folder = shown_path(sweep_dir)
     trials = f"every trial in {folder}/trials.md (and trials.csv)"
     best_file = Path(sweep_dir) / "best.json"
@@ -184,6 +184,6 @@ def study_message(sweep_dir: Path) -> str:
     counts = ", ".join(f"{n} {state.lower()}" for state, n in best["trials"].items() if n)
     return (
         f"done: study {best['study']} ({counts}); best {best['metric']} {best['value']:.4g} "
-        f"(trial {best['number']}); {trials}; train the best again: python train.py "
+        f"(trial {best['number']}); {trials}; train the best again: {train} "
         f"--config-dir {folder} --config-name best"
     )

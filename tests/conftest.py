@@ -53,9 +53,11 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def etth1_csv(tmp_path_factory) -> Path:
-    """ETTh1 as a plain CSV file, from the copy that ships with the repository (data/)."""
+    """ETTh1 as a plain CSV file, from the copy that ships with the package."""
+    from forecast.data.fetch import BUILTIN_DIR
+
     path = tmp_path_factory.mktemp("etth1") / "ETTh1.csv"
-    with gzip.open(ROOT / "data" / "ETTh1.csv.gz", "rb") as source, open(path, "wb") as target:
+    with gzip.open(BUILTIN_DIR / "ETTh1.csv.gz", "rb") as source, open(path, "wb") as target:
         shutil.copyfileobj(source, target)
     return path
 

@@ -5,15 +5,14 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from forecast.config import register_resolvers
+from forecast.config import CONF_DIR, register_resolvers
 from forecast.nn import build_backbone
 from forecast.sweep import override, suggest
-from tests.conftest import ROOT
 
 
 def composed(*overrides: str, name: str = "config"):
     register_resolvers()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         return compose(name, overrides=["output_dir=unused", *overrides])
 
 

@@ -18,6 +18,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from forecast import predict as P
+from forecast.config import CONF_DIR
 from forecast.data.errors import DataError
 from forecast.pipeline import train
 from tests.conftest import ROOT
@@ -132,7 +133,7 @@ CASES = [
 
 
 def refusal(tmp_path, *overrides: str) -> str:
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         cfg = compose("config", overrides=[*SMALL, f"output_dir={tmp_path / 'run'}", *overrides])
     with pytest.raises(DataError) as refused:
         train(cfg)
@@ -165,7 +166,7 @@ def test_whole_float_times_are_integer_steps_like_an_integer_column(tmp_path):
     df.to_csv(tmp_path / "x.csv", index=False)
     ints = frame().assign(date=np.arange(ROWS) * 3600 + 1_600_000_000)
     ints.to_csv(tmp_path / "ints.csv", index=False)
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         cfg = compose("config", overrides=[*SMALL, "output_dir=unused"])
     frames = []
     for name in ("x.csv", "ints.csv"):

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from forecast import predict as P
+from forecast.config import CONF_DIR
 from forecast.data.errors import DataError
 from forecast.data.io import Frame
 from forecast.metrics import smape
@@ -324,7 +325,7 @@ def test_reading_options_are_set_on_the_command_line(etth1_model, etth1_csv, tmp
 def test_the_config_lists_every_reading_option():
     from omegaconf import OmegaConf
 
-    data = OmegaConf.load(ROOT / "conf" / "predict.yaml").data
+    data = OmegaConf.load(CONF_DIR / "predict.yaml").data
     assert sorted(data) == sorted(P.READ_KEYS)
     assert all(value is None for value in data.values())
 

@@ -19,6 +19,7 @@ from hydra import compose, initialize_config_dir
 from optuna.trial import TrialState
 
 import forecast
+from forecast.config import CONF_DIR
 from forecast.data import dataset_path
 from forecast.sweep import (
     merge_overrides,
@@ -172,7 +173,7 @@ def study_in_process(tmp_path, *overrides: str, name: str = "p") -> optuna.Study
     """run_study as sweep.py calls it; sweep.* overrides configure the study, the others the
     trials."""
     own = [o for o in overrides if o.lstrip("+~").startswith("sweep.")]
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         cfg = compose(config_name="sweep", overrides=[f"sweep.study_name={name}", *own])
         return run_study(
             cfg.sweep,

@@ -12,6 +12,7 @@ import pytest
 import torch
 import yaml
 
+from forecast.config import CONF_DIR
 from forecast.export import ExportedModel
 from tests import conftest
 
@@ -197,7 +198,7 @@ def test_deterministic_training_skips_only_the_nan_fill(tmp_path, restore_determ
             seen.append((torch.are_deterministic_algorithms_enabled(), fill))
 
     torch.utils.deterministic.fill_uninitialized_memory = True
-    with initialize_config_dir(str(conftest.ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=[*SMALL, f"output_dir={tmp_path}"])
     assert cfg.trainer.deterministic
     train(cfg, callbacks=[Look()])
@@ -213,7 +214,7 @@ def test_covariates_and_calendar_are_refused_not_ignored(tmp_path, override):
 
     from forecast.pipeline import train
 
-    with initialize_config_dir(str(conftest.ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=[*SMALL, f"output_dir={tmp_path}", override])
     with pytest.raises(ValueError, match="do not read covariates or calendar features yet"):
         train(cfg)

@@ -1,10 +1,12 @@
 """Known public data sets: where to find them locally, and how to fetch them on first use.
 
 Look-up order for a file name: each folder in `$FORECAST_DATA_DIR` (a `:`-separated search path,
-read only), then the local cache (`$FORECAST_CACHE_DIR`, default `data/` at the project root),
-then a compressed `.gz` copy in the cache (ETTh1 ships so), and last a download into the cache.
-Every file is checked against its sha256; a download is written to a temporary file and renamed
-only once it checks out, so a failed or corrupted transfer leaves nothing behind.
+read only), then the cache (`data/` in the user's cache folder, `forecast.cache.cache_dir`:
+`$FORECAST_CACHE_DIR`, else e.g. `~/.cache/forecast`), then the copy shipped in the package
+(`forecast/data/builtin/`: ETTh1, compressed, read in place), and last a download into the cache.
+Nothing is ever written inside the installed package. Every file is checked against its sha256;
+a download is written to a temporary file and renamed only once it checks out, so a failed or
+corrupted transfer leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from forecast.atomic import atomic_path
+from forecast.cache import cache_dir as user_cache_dir
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# the data sets that ship with the package (forecast/data/builtin/README.md: source, licence)
+BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,8 @@ class FetchError(RuntimeError):
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("FORECAST_CACHE_DIR", PROJECT_ROOT / "data"))
+    """Where fetched data sets are kept: `data/` in the user's cache folder."""
+    return user_cache_dir("data")
 
 
 def search_dirs() -> list[Path]:
@@ -79,7 +84,7 @@ def dataset_path(name: str, *, url: str | None = None, timeout: float = 60.0) ->
         if candidate.is_file():
             _check(candidate, known.sha256)
             return candidate
-    shipped = cache_dir() / f"{name}.gz"
+    shipped = BUILTIN_DIR / f"{name}.gz"
     if shipped.is_file():
         _check(shipped, known.sha256, opener=gzip.open)
         return shipped  # pandas reads the compressed file as it is

@@ -2,11 +2,13 @@ import functools
 import gzip
 import hashlib
 import http.server
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 
+import forecast
 from forecast.data import fetch
 from forecast.data.fetch import KNOWN_FILES, FetchError, dataset_path, sha256_of
 
@@ -34,12 +36,12 @@ def serve():
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
-    """An empty cache folder, and no search path, for this test only: the file must come from the
-    cache or a download. (The reference data, `shared_data`, was located before this runs.)"""
-    folder = tmp_path / "cache"
-    monkeypatch.setenv("FORECAST_CACHE_DIR", str(folder))
+    """An empty cache folder (FORECAST_CACHE_DIR), and no search path, for this test only: the
+    file must come from the cache or a download; returns the cache's data folder. (The reference
+    data, `shared_data`, was located before this runs.)"""
+    monkeypatch.setenv("FORECAST_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("FORECAST_DATA_DIR", raising=False)
-    return folder
+    return tmp_path / "cache" / "data"
 
 
 def test_download_is_verified_and_cached(serve, cache, shared_data):
@@ -86,11 +88,26 @@ def test_search_path_is_read_in_place_and_checked(shared_data, cache, monkeypatc
         dataset_path(NAME)
 
 
-def test_shipped_etth1_is_the_unchanged_original(monkeypatch):
-    monkeypatch.delenv("FORECAST_DATA_DIR", raising=False)
+def test_without_forecast_cache_dir_downloads_go_to_the_users_cache_folder(
+    serve, shared_data, tmp_path, monkeypatch
+):
     monkeypatch.delenv("FORECAST_CACHE_DIR", raising=False)
+    monkeypatch.delenv("FORECAST_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))  # platformdirs' Linux rule
+    if sys.platform.startswith("linux"):
+        assert fetch.cache_dir() == tmp_path / "xdg" / "forecast" / "data"
+    path = dataset_path(NAME, url=f"{serve(shared_data)}/{NAME}")
+    assert path == fetch.cache_dir() / NAME
+    package = Path(forecast.__file__).parent
+    assert package not in path.parents and not any(package.rglob(NAME))
+
+
+def test_shipped_etth1_is_the_unchanged_original(monkeypatch, tmp_path):
+    monkeypatch.delenv("FORECAST_DATA_DIR", raising=False)
+    monkeypatch.setenv("FORECAST_CACHE_DIR", str(tmp_path / "empty"))
     path = dataset_path("ETTh1.csv")
-    assert path == fetch.PROJECT_ROOT / "data" / "ETTh1.csv.gz"
+    assert path == fetch.BUILTIN_DIR / "ETTh1.csv.gz"  # read in place, nothing written
+    assert not (tmp_path / "empty").exists()
     with gzip.open(path, "rb") as f:  # the sha256 of the original file at its public address
         assert hashlib.sha256(f.read()).hexdigest() == KNOWN_FILES["ETTh1.csv"].sha256
 

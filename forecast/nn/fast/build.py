@@ -13,7 +13,8 @@ around it:
   it is private to this build), renamed into place when complete; leftovers of killed builds are
   removed by the next builder.
 
-`<root>` is `TORCH_EXTENSIONS_DIR` or torch's default (~/.cache/torch_extensions).
+`<root>` is `TORCH_EXTENSIONS_DIR` when set, else `kernels/` in the user's cache folder
+(`forecast.cache.cache_dir`: `FORECAST_CACHE_DIR`, else e.g. ~/.cache/forecast).
 `python -m forecast.nn.fast` builds ahead of use.
 """
 
@@ -64,9 +65,9 @@ def extension_name(source: Path = SOURCE) -> str:
 
 
 def root() -> Path:
-    from torch.utils import cpp_extension
+    from forecast.cache import cache_dir
 
-    return Path(os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root())
+    return Path(os.environ.get("TORCH_EXTENSIONS_DIR") or cache_dir("kernels"))
 
 
 def load(source: Path = SOURCE, timeout: float | None = None):
