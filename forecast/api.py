@@ -20,6 +20,7 @@ import logging
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -40,6 +41,10 @@ OPTIONS = {
     "id_col": "data.id_col",
     "target": "data.target",
     "fill": "data.fill",
+    "past_covariates": "data.past_covariates",
+    "future_covariates": "data.future_covariates",
+    "static_covariates": "data.static_covariates",
+    "calendar": "data.calendar",
     "batch_size": "data.batch_size",
     "hidden_size": "model.hidden_size",
     "loss": "model.loss",
@@ -150,6 +155,7 @@ class Run:
         self,
         data: pd.DataFrame | str | Path,
         *,
+        future: pd.DataFrame | str | Path | None = None,
         backtest: bool = False,
         n_windows: int = 1,
         engine: str | None = None,
@@ -158,12 +164,18 @@ class Run:
         """Forecast every series of `data` `horizon` steps past its last row: rows `unique_id,
         ds, step, y_hat` (and `y_hat_q10`, ... for a quantile model), what predict.py writes.
 
+        A model with future covariates reads them for the horizon from rows after each
+        series' last target (the target left empty), in `data` or in `future` (a frame or file
+        of the same columns but the target).
+
         `data` has the layout and columns the model was trained on. `backtest=True` returns
         predict.py's backtest instead: forecasts from the last `n_windows` horizons beside the
         truth (`unique_id, origin, ds, step, y, y_hat, error`). `reading` overrides the export's
         reading options (fill, freq, sort, short, ...) as predict.py's `data.<key>` do.
         """
         forecaster = self._forecaster(engine, reading, backtest=backtest, n_windows=n_windows)
+        if future is not None:
+            data = pd.concat([as_table(data), as_table(future)], ignore_index=True)
         if backtest:
             return forecaster.backtest_table(data)
         return forecaster.forecast(data)
@@ -237,6 +249,13 @@ class Run:
         return f"Run({str(self.path)!r}, {shown})"
 
 
+def as_table(source: pd.DataFrame | str | Path) -> pd.DataFrame:
+    """A frame as it is, or a file read as a frame (forecast.data.io.read_table)."""
+    from forecast.data.io import read_table
+
+    return source if isinstance(source, pd.DataFrame) else read_table(source)
+
+
 def inside(folder: Path, name: str) -> Path:
     """`folder / name`, refused (ValueError) unless it stays inside `folder` (a name read from
     a file must not reach elsewhere)."""
@@ -273,16 +292,19 @@ def _override_key(text: str) -> str:
 
 @contextlib.contextmanager
 def quiet(enabled: bool) -> Iterator[None]:
-    """Lightning's and our INFO messages off for the duration (warnings still show)."""
-    if not enabled:
-        yield
-        return
-    loggers = [logging.getLogger(name) for name in QUIET_LOGGERS]
+    """Library notices a user cannot act on (forecast.quiet) off for the duration, and with
+    `enabled` Lightning's and our INFO messages too (warnings still show)."""
+    from forecast.quiet import WARNINGS
+
+    loggers = [logging.getLogger(name) for name in QUIET_LOGGERS] if enabled else []
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.WARNING)
     try:
-        yield
+        with warnings.catch_warnings():
+            for message, category in WARNINGS:
+                warnings.filterwarnings("ignore", message, category)
+            yield
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)

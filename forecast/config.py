@@ -62,7 +62,7 @@ def model_defaults() -> dict:
 
     return {
         **defaults_of(Forecaster.__init__, skip=("spec", "net")),
-        **defaults_of(ForecastNet.__init__, skip=("n_quantiles", "point_index")),
+        **defaults_of(ForecastNet.__init__, skip=("n_quantiles", "point_index", "covariates")),
     }
 
 

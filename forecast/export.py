@@ -63,13 +63,17 @@ def export_bundle(
     scale = torch.as_tensor(scale, dtype=torch.float32)
     module = ScaledForecastNet(exportable_copy(net), mean, scale, independent).float().eval()
     example = torch.randn(2, net.lookback, len(mean))
-    program = _export_program(module, example)
+    covariates = covariate_inputs(net)  # name -> shape after the batch
+    extra = {name: torch.zeros(2, *shape) for name, shape in covariates.items()}
+    program = _export_program(module, example, extra)
     written = {"pt2": _write_atomic(out_dir / FILE_NAMES["pt2"], lambda p: _save(program, p))}
     if _onnx_available():
         written["onnx"] = _write_atomic(
-            out_dir / FILE_NAMES["onnx"], lambda p: _to_onnx(program, example, p)
+            out_dir / FILE_NAMES["onnx"], lambda p: _to_onnx(program, example, extra, p)
         )
     if torchscript:
+        if covariates:
+            raise ValueError("TorchScript exports take no covariates: export model.pt2")
         written["torchscript"] = _write_atomic(
             out_dir / FILE_NAMES["torchscript"], lambda p: _to_torchscript(module, example, p)
         )
@@ -78,12 +82,26 @@ def export_bundle(
         "input": "x",
         "output": "y_hat",
         "input_shape": ["batch", net.lookback, len(mean)],
+        # the covariates the model takes, as named inputs besides x (raw: numbers and codes)
+        "covariate_inputs": {name: ["batch", *shape] for name, shape in covariates.items()},
         "files": {engine: path.name for engine, path in written.items()},
         **meta,
     }
     text = json.dumps(meta, indent=2, default=_jsonable) + "\n"
     written["meta"] = _write_atomic(out_dir / "meta.json", lambda p: Path(p).write_text(text))
     return written
+
+
+def covariate_inputs(net) -> dict[str, list[int]]:
+    """The covariate inputs of `net` (a ForecastNet) by name, each with its shape after the
+    batch dimension: past [lookback, Kp], future [lookback + horizon, Kf], static [Ks]."""
+    lengths = {"past": [net.lookback], "future": [net.lookback + net.horizon], "static": []}
+    inputs = {}
+    for name, length in lengths.items():
+        encoder = getattr(net, f"{name}_encoder", None)
+        if encoder is not None:
+            inputs[name] = [*length, encoder.n_columns]
+    return inputs
 
 
 def exportable_copy(net):
@@ -116,9 +134,10 @@ def exportable_copy(net):
     return net
 
 
-def _export_program(module, example) -> torch.export.ExportedProgram:
-    """torch.export with a dynamic batch dimension."""
+def _export_program(module, example, extra: dict) -> torch.export.ExportedProgram:
+    """torch.export with a dynamic batch dimension; `extra`: the covariate inputs, by name."""
     batch = torch.export.Dim("batch")
+    shapes = {"x": {0: batch}, **{name: {0: batch} for name in extra}}
     with warnings.catch_warnings():
         # torch's nn.LSTM / nn.GRU rebuild their `_flat_weights` list in every forward, which
         # the exporter reports as tensors assigned during export; they are the module's own
@@ -126,7 +145,7 @@ def _export_program(module, example) -> torch.export.ExportedProgram:
         warnings.filterwarnings(
             "ignore", r"The tensor attributes self\.net\.rnn\._flat_weights", UserWarning
         )
-        return torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
+        return torch.export.export(module, (example,), extra, dynamic_shapes=shapes)
 
 
 def _save(program, path: Path) -> None:
@@ -144,12 +163,13 @@ def _onnx_available() -> bool:
     return True
 
 
-def _to_onnx(program, example, path: Path) -> None:
+def _to_onnx(program, example, extra: dict, path: Path) -> None:
     with _quiet_onnx_exporter():
         onnx_program = torch.onnx.export(
             program,
             (example,),
-            input_names=["x"],
+            kwargs=extra,
+            input_names=["x", *extra],
             output_names=["y_hat"],
             dynamo=True,
             verbose=False,
@@ -326,10 +346,22 @@ _FIELDS = {
     "scaler": _object,
     "config": _config,
     "reading": _object,  # ReadOptions checks its own values when predict.py reads with them
+    "covariates": _object,
+    "covariate_inputs": _object,
     "season": _positive_int,
     "naive_blend": _object,  # a record: the exported network applies it
 }
-_OPTIONAL = {"quantiles", "frequency", "scaler", "config", "reading", "season", "naive_blend"}
+_OPTIONAL = {
+    "quantiles",
+    "frequency",
+    "scaler",
+    "config",
+    "reading",
+    "season",
+    "naive_blend",
+    "covariates",
+    "covariate_inputs",
+}
 
 
 def _path_problem(name, model_dir: Path) -> str | None:
@@ -398,7 +430,14 @@ class ExportedModel:
     def horizon(self) -> int:
         return self.meta["horizon"]
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
+    @property
+    def covariate_inputs(self) -> dict[str, list]:
+        """The covariates the model takes besides x, by name, with their shapes."""
+        return self.meta.get("covariate_inputs", {})
+
+    def predict(self, x: np.ndarray, **covariates: np.ndarray) -> np.ndarray:
+        """Raw forecasts of raw windows x [B, lookback, C], with the covariates the model takes
+        (`covariate_inputs`: past, future, static; numbers, and codes of categorical levels)."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         expected = (self.lookback, len(self.meta["channels"]))
         if x.ndim != 3 or x.shape[1:] != expected:
@@ -406,15 +445,31 @@ class ExportedModel:
                 f"the model takes [batch, {expected[0]}, {expected[1]}] (lookback, channels "
                 f"{self.meta['channels']}), got {list(x.shape)}"
             )
-        return self._run(x)
+        wanted = self.covariate_inputs
+        if set(covariates) != set(wanted):
+            raise ValueError(
+                f"the model takes the covariates {sorted(wanted) or 'none'}, got "
+                f"{sorted(covariates) or 'none'}"
+            )
+        inputs = {}
+        for name, shape in wanted.items():
+            value = np.ascontiguousarray(covariates[name], dtype=np.float32)
+            if value.shape[1:] != tuple(shape[1:]) or len(value) != len(x):
+                raise ValueError(
+                    f"{name} must be [batch, {', '.join(map(str, shape[1:]))}] for x of batch "
+                    f"{len(x)}, got {list(value.shape)}"
+                )
+            inputs[name] = value
+        return self._run(x, inputs)
 
 
 def _load_pt2(path: Path):
     module = torch.export.load(str(path)).module()
 
-    def run(x: np.ndarray) -> np.ndarray:
+    def run(x: np.ndarray, covariates: dict) -> np.ndarray:
+        tensors = {k: torch.from_numpy(v) for k, v in covariates.items()}
         with torch.no_grad():
-            return module(torch.from_numpy(x)).numpy()
+            return module(torch.from_numpy(x), **tensors).numpy()
 
     return run
 
@@ -423,7 +478,7 @@ def _load_onnx(path: Path):
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return lambda x: session.run(None, {"x": x})[0]
+    return lambda x, covariates: session.run(None, {"x": x, **covariates})[0]
 
 
 def _load_torchscript(path: Path):
@@ -431,7 +486,7 @@ def _load_torchscript(path: Path):
         warnings.simplefilter("ignore", DeprecationWarning)
         module = torch.jit.load(str(path), map_location="cpu").eval()
 
-    def run(x: np.ndarray) -> np.ndarray:
+    def run(x: np.ndarray, covariates: dict) -> np.ndarray:
         with torch.inference_mode():
             return module(torch.from_numpy(x)).numpy()
 

@@ -182,16 +182,14 @@ def local_checkpoint(ckpt_path: str | None, timeout: float = 60.0) -> Iterator[s
 
 
 def refuse_unused_inputs(cfg: DictConfig) -> None:
-    """Covariates and calendar features are served by the DataModule (batch keys x_cov,
-    x_mark, y_mark) but read by none of our forecasters: refuse them rather than train without
-    them while the config says otherwise."""
-    given = {key: cfg.data.get(key) for key in ("covariates", "calendar") if cfg.data.get(key)}
-    if given:
-        listed = ", ".join(f"data.{key}={list(value)}" for key, value in given.items())
+    """Settings the data and the model cannot honour together: covariates of the one-series-
+    per-row layout (it has no columns for them)."""
+    kinds = ("past_covariates", "future_covariates", "static_covariates", "calendar")
+    given = [k for k in kinds if cfg.data.get(k)]
+    if given and cfg.data.get("layout") == "rows":
         raise ConfigError(
-            f"{listed}: the recurrent forecasters (forecast.models) do not read covariates or "
-            f"calendar features yet, so this run would ignore them; remove the setting (the "
-            f"DataModule serves them as batch keys x_cov / x_mark / y_mark to a model of your own)"
+            f"data.{given[0]}: data.layout=rows holds values only (no columns, no timestamps); "
+            f"give the data in the long layout to use covariates"
         )
 
 
@@ -299,11 +297,12 @@ def plot_test_windows(model, datamodule, path: Path, n_windows: int = 4) -> None
     dataset = datamodule.datasets["test"]
     picks = np.linspace(0, len(dataset) - 1, n_windows).astype(int).tolist()
     batch = datamodule.test_dataloader().collate_fn(dataset.__getitems__(picks))
-    x = batch["x"].to(model.device)
+    batch = {k: v.to(model.device) for k, v in batch.items()}
+    x = batch["x"]
     model.eval()
     with torch.no_grad():
-        y_hat = model(x)[..., model.median].float()
-    mean, scale = model.scaler_of({k: v.to(model.device) for k, v in batch.items()})
+        y_hat = model.forecast(batch)[..., model.median].float()
+    mean, scale = model.scaler_of(batch)
     original = lambda t: (t.to(mean) * scale + mean)[..., -1].cpu().numpy()  # noqa: E731
     channel = datamodule.channels[-1] if "channel" not in batch else "value"
     plot_forecasts(
@@ -327,6 +326,7 @@ def export_meta(cfg: DictConfig, spec: DataSpec, model) -> dict:
         "frequency": spec.frequency,
         "season": spec.season,
         "reading": spec.reading.to_dict(),
+        "covariates": spec.covariates.to_dict(),
         "scaler": {
             "kind": spec.scaler_kind,
             "by": "series" if spec.per_series else "channel",

@@ -51,9 +51,11 @@ import numpy as np
 import pandas as pd
 
 from forecast.atomic import atomic_path, remove_stale_parts, write_text
+from forecast.data.covariates import Covariates
 from forecast.data.errors import DataError
+from forecast.data.features import calendar_features
 from forecast.data.io import Frame, listed
-from forecast.data.reading import ReadOptions, read
+from forecast.data.reading import COVARIATES, ReadOptions, read
 from forecast.data.validate import fixed_step
 from forecast.export import ENGINES, ExportedModel
 from forecast.quantiles import median_index
@@ -62,7 +64,7 @@ SUFFIXES = (".csv", ".parquet", ".pq", ".csv.gz")
 FORMATS = ("csv", "parquet")
 # The reading options a run may set (`data.<key>` of predict.py; conf/predict.yaml lists the
 # same keys): ReadOptions' own, but the covariates, which are the model's.
-READ_KEYS = tuple(f.name for f in dataclasses.fields(ReadOptions) if f.name != "covariates")
+READ_KEYS = tuple(f.name for f in dataclasses.fields(ReadOptions) if f.name not in COVARIATES)
 RECORD_VERSION = 1
 
 
@@ -97,13 +99,17 @@ class Job:
     path: Path
     target: Path
     frame: Frame
-    windows: np.ndarray  # [S, lookback, C] raw
+    inputs: dict[str, np.ndarray]  # x [S, lookback, C] raw, and the covariates the model takes
     source: dict  # input_identity(path), taken before reading
     forecasts: list[np.ndarray] = field(default_factory=list)
 
     @property
+    def n_windows(self) -> int:
+        return len(self.inputs["x"])
+
+    @property
     def done(self) -> bool:
-        return sum(len(f) for f in self.forecasts) == len(self.windows)
+        return sum(len(f) for f in self.forecasts) == self.n_windows
 
 
 def find_inputs(spec: str | Path) -> list[Path]:
@@ -325,21 +331,102 @@ def last_windows(frame: Frame, channels: list[str], lookback: int) -> np.ndarray
 
 
 def without_short(frame: Frame, lookback: int) -> tuple[Frame, list[str]]:
-    """`frame` without the series shorter than `lookback` rows (data.short=skip), and their ids."""
-    keep = frame.lengths >= lookback
+    """`frame` without the series shorter than `lookback` rows of history (data.short=skip),
+    and their ids."""
+    history = frame.lengths - (0 if frame.future is None else frame.future)
+    keep = history >= lookback
     if keep.all():
         return frame, []
+    return select_series(frame, keep), [i for i, k in zip(frame.ids, keep, strict=True) if not k]
+
+
+def select_series(frame: Frame, keep: np.ndarray) -> Frame:
+    """The series `keep` [S] (a boolean mask) of `frame`, and their rows."""
     rows = np.repeat(keep, frame.lengths)
     offsets = np.concatenate([[0], np.cumsum(frame.lengths[keep])]).astype(np.int64)
-    kept = dataclasses.replace(
+    return dataclasses.replace(
         frame,
         ids=tuple(i for i, k in zip(frame.ids, keep, strict=True) if k),
         offsets=offsets,
         times=frame.times[rows],
         values=np.ascontiguousarray(frame.values[rows]),
         covariates=np.ascontiguousarray(frame.covariates[rows]),
+        static=None if frame.static is None else frame.static[keep],
+        future=None if frame.future is None else frame.future[keep],
     )
-    return kept, [i for i, k in zip(frame.ids, keep, strict=True) if not k]
+
+
+def split_future(frame: Frame, horizon: int, n_future: int) -> tuple[Frame, np.ndarray]:
+    """`frame` without its future rows, and the first `n_future` future covariates of the
+    `horizon` future rows of each series [S, horizon, n_future]; a series with fewer future
+    rows than the horizon is refused."""
+    future = frame.future
+    short = np.flatnonzero(future < horizon)
+    if len(short):
+        s = short[0]
+        last = frame.times[frame.offsets[s + 1] - future[s] - 1]
+        last = pd.Timestamp(last) if np.issubdtype(frame.times.dtype, np.datetime64) else last
+        columns = list(frame.covariate_names[frame.n_past : frame.n_past + n_future])
+        raise DataError(
+            f"{frame.path}: series {frame.ids[s]!r} has {future[s]} rows after its last target "
+            f"({last}); the model needs the future covariates {listed(columns)} for the "
+            f"{horizon} steps it forecasts: add rows with them (and an empty target), or give "
+            f"them as future="
+        )
+    known_ends = frame.offsets[1:] - future  # [S]
+    rows = known_ends[:, None] + np.arange(horizon)  # [S, H]
+    start = frame.n_past or 0
+    ahead = frame.covariates[rows][..., start : start + n_future]
+    keep = np.arange(frame.offsets[-1]) < np.repeat(known_ends, frame.lengths)
+    lengths = frame.lengths - future
+    history = dataclasses.replace(
+        frame,
+        offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        times=frame.times[keep],
+        values=np.ascontiguousarray(frame.values[keep]),
+        covariates=np.ascontiguousarray(frame.covariates[keep]),
+        future=None,
+    )
+    return history, ahead
+
+
+def window_covariates(
+    frame: Frame,
+    ends: np.ndarray,
+    covariates: Covariates,
+    lookback: int,
+    horizon: int,
+    ahead: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """The covariate inputs of the windows whose look-back ends (exclusive) at rows `ends` [n]:
+    past [n, L, Kp], future [n, L + H, Kf] (the read columns, then calendar features) and
+    static [n, Ks], as read (numbers, codes). Future covariates over the horizon come from the
+    rows after `ends`, or from `ahead` [n, H, Kf read] for windows at the end of the data."""
+    out = {}
+    n_past = frame.n_past or 0
+    history = ends[:, None] - lookback + np.arange(lookback)  # [n, L]
+    if covariates.past.names:
+        out["past"] = frame.covariates[history][..., :n_past]
+    if covariates.future.names:
+        calendar = covariates.calendar
+        n_read = len(covariates.future.names) - len(calendar)
+        if ahead is None:
+            rows = ends[:, None] - lookback + np.arange(lookback + horizon)  # [n, L + H]
+            values, times = frame.covariates[rows], frame.times[rows]
+        else:  # the end of the data: the horizon's rows were split off (split_future)
+            blank = np.zeros((len(ends), horizon, frame.covariates.shape[1]), np.float32)
+            values = np.concatenate([frame.covariates[history], blank], axis=1)
+            values[:, lookback:, n_past : n_past + n_read] = ahead
+            times = np.concatenate([frame.times[history], future_times(frame, horizon)], axis=1)
+        parts = [values[..., n_past : n_past + n_read]]
+        if calendar:
+            features = calendar_features(times.reshape(-1), list(calendar))
+            parts.append(features.reshape(*times.shape, -1))
+        out["future"] = np.concatenate(parts, axis=-1)
+    if covariates.static.names:
+        series = np.searchsorted(frame.offsets, ends - 1, side="right") - 1
+        out["static"] = frame.static[series]
+    return out
 
 
 def future_times(frame: Frame, horizon: int) -> np.ndarray:
@@ -667,6 +754,7 @@ class BatchForecaster:
         except ValueError as err:
             raise PredictError(str(err)) from err
         self.wide = self.reading.layout == "wide"
+        self.covariates = Covariates.from_dict(self.meta.get("covariates"))
         self.quantiles = list(self.meta.get("quantiles", []))
         self.batch_size, self.format, self.overwrite = batch_size, format, overwrite
         self.backtest, self.n_windows, self.log = backtest, n_windows, log
@@ -684,8 +772,8 @@ class BatchForecaster:
 
     def forecast(self, source: str | Path | pd.DataFrame) -> pd.DataFrame:
         """The forecast of every series of `source` past its last row, as `run` writes it."""
-        frame, windows = self.prepare(source)
-        df = to_long(frame, self.predict_windows(windows), self.quantiles, self.wide)
+        frame, inputs = self.prepare(source)
+        df = to_long(frame, self.predict_windows(inputs), self.quantiles, self.wide)
         return refuse_non_finite(df, f"{frame.path}: no forecast returned")
 
     def backtest_table(self, source: str | Path | pd.DataFrame) -> pd.DataFrame:
@@ -698,45 +786,70 @@ class BatchForecaster:
     ) -> pd.DataFrame:
         """Rolling-origin forecasts of `source` in NeuralForecast's form (unique_id, ds, cutoff,
         y, y_hat): `n_windows` origins `step` rows apart (default: the horizon)."""
-        frame = self.read(source)
+        frame = self.read(source)  # history only: every window's horizon lies in it
         step = self.model.horizon if step is None else step
         if n_windows < 1 or step < 1:
             raise PredictError(f"n_windows and step must be at least 1, got {n_windows}, {step}")
         return cross_validation_frame(self.windows_table(frame, n_windows, step))
 
-    def read(self, source: str | Path | pd.DataFrame) -> Frame:
-        """`source` read with the model's reading options (its columns, for a wide one) and
-        checked against the model's frequency."""
+    def read(self, source: str | Path | pd.DataFrame, future_rows: bool = False) -> Frame:
+        """`source` read with the model's reading options (its columns, for a wide one, and its
+        covariates' levels) and checked against the model's frequency; `future_rows`: rows
+        after a series' last target hold its future covariates (Frame.future)."""
         channels = self.meta["channels"] if self.wide else None
-        frame = read(source, self.reading, channels=channels)
+        levels = self.covariates.levels
+        frame = read(
+            source, self.reading, channels=channels, levels=levels, future_rows=future_rows
+        )
         check_frequency(frame, self.meta.get("frequency"))
         return frame
 
-    def prepare(self, source, summary: Summary | None = None) -> tuple[Frame, np.ndarray]:
-        """The frame of `source` and its last windows [S, lookback, C]; raises DataError for
-        a file that cannot be forecast as asked (backtest included), before any forecast."""
-        frame = self.read(source)
+    @property
+    def reads_future(self) -> bool:
+        """Whether forecasts need future covariates read from rows past each series' end (the
+        calendar features alone are computed from the times)."""
+        return len(self.covariates.future.names) > len(self.covariates.calendar)
+
+    def prepare(
+        self, source, summary: Summary | None = None
+    ) -> tuple[Frame, dict[str, np.ndarray]]:
+        """The frame of `source` (its history: no future rows) and the inputs of its last
+        windows: x [S, lookback, C] and the covariates the model takes; raises DataError for a
+        file that cannot be forecast as asked (backtest included), before any forecast."""
+        frame = self.read(source, future_rows=self.reads_future)
         if self.reading.short == "skip":
             frame = self._skip_short(frame, summary or Summary())
-        windows = last_windows(frame, self.meta["channels"], self.model.lookback)
+        ahead = None
+        if frame.future is not None:
+            n_read = len(self.covariates.future.names) - len(self.covariates.calendar)
+            frame, ahead = split_future(frame, self.model.horizon, n_read)
+        lookback, horizon = self.model.lookback, self.model.horizon
+        inputs = {"x": last_windows(frame, self.meta["channels"], lookback)}
+        ends = frame.offsets[1:]
+        inputs.update(window_covariates(frame, ends, self.covariates, lookback, horizon, ahead))
         if self.backtest:
-            lookback, horizon = self.model.lookback, self.model.horizon
             check_backtest(frame, lookback, horizon, self.n_windows, horizon)
-        return frame, windows
+        return frame, inputs
 
-    def predict_windows(self, windows: np.ndarray) -> np.ndarray:
-        """Raw forecasts of raw windows, `batch_size` at a time (as `run` takes them)."""
+    def predict_windows(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """Raw forecasts of raw windows (x and covariates), `batch_size` at a time (as `run`
+        takes them)."""
+        n, size = len(inputs["x"]), self.batch_size
         outputs = [
-            self.model.predict(windows[i : i + self.batch_size])
-            for i in range(0, len(windows), self.batch_size)
+            self.predict_batch({k: v[i : i + size] for k, v in inputs.items()})
+            for i in range(0, n, size)
         ]
         return np.concatenate(outputs)
 
+    def predict_batch(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        covariates = {k: v for k, v in inputs.items() if k != "x"}
+        return self.model.predict(inputs["x"], **covariates)
+
     def windows_table(self, frame: Frame, n_windows: int, step: int | None = None):
         """Forecasts from `n_windows` origins per series beside the truth (`window_table`)."""
-        inputs, truths, origins = backtest_windows(
-            frame, self.model.lookback, self.model.horizon, n_windows, step
-        )
+        lookback, horizon = self.model.lookback, self.model.horizon
+        x, truths, origins = backtest_windows(frame, lookback, horizon, n_windows, step)
+        inputs = {"x": x, **window_covariates(frame, origins, self.covariates, lookback, horizon)}
         y_hat = self.predict_windows(inputs)
         table = window_table(frame, origins, truths, y_hat, self.quantiles, self.wide)
         return refuse_non_finite(table, f"{frame.path}: no forecast returned")
@@ -755,7 +868,7 @@ class BatchForecaster:
         try:
             for job in self._jobs(paths, targets, summary, progress):
                 pending.append(job)
-                if sum(len(j.windows) for j in pending) >= self.batch_size:
+                if sum(j.n_windows for j in pending) >= self.batch_size:
                     pending = self._forecast(pending, summary, progress)
             while pending:
                 pending = self._forecast(pending, summary, progress)
@@ -800,12 +913,12 @@ class BatchForecaster:
                 continue
             try:
                 source = input_identity(path)
-                frame, windows = self.prepare(path, summary)
+                frame, inputs = self.prepare(path, summary)
             except (DataError, OSError, ValueError) as err:
                 summary.failed[str(path)] = str(err)
                 progress.advance(files=1)
                 continue
-            yield Job(path, target, frame, windows, source)
+            yield Job(path, target, frame, inputs, source)
 
     def _skip_short(self, frame: Frame, summary: Summary) -> Frame:
         """data.short=skip: `frame` without its series shorter than the look-back, named in the
@@ -831,23 +944,26 @@ class BatchForecaster:
         chunks, budget = [], self.batch_size
         for job in pending:
             done = sum(len(f) for f in job.forecasts)
-            take = min(len(job.windows) - done, budget)
+            take = min(job.n_windows - done, budget)
             if take:
-                chunks.append((job, job.windows[done : done + take]))
+                chunks.append((job, {k: v[done : done + take] for k, v in job.inputs.items()}))
                 budget -= take
             if not budget:
                 break
         if chunks:
-            predictions = self.model.predict(np.concatenate([c for _, c in chunks]))
+            keys = chunks[0][1]
+            batch = {k: np.concatenate([c[k] for _, c in chunks]) for k in keys}
+            predictions = self.predict_batch(batch)
             start = 0
             for job, chunk in chunks:
-                job.forecasts.append(predictions[start : start + len(chunk)])
-                start += len(chunk)
+                n = len(chunk["x"])
+                job.forecasts.append(predictions[start : start + n])
+                start += n
         remaining = []
         for job in pending:
             if job.done:
                 self._write(job, summary)
-                progress.advance(files=1, series=len(job.windows))
+                progress.advance(files=1, series=job.n_windows)
             else:
                 remaining.append(job)
         return remaining
@@ -866,7 +982,7 @@ class BatchForecaster:
             summary.failed[str(job.path)] = str(err)
             return
         summary.files += 1
-        summary.series += len(job.windows) * (forecasts.shape[2] if self.wide else 1)
+        summary.series += job.n_windows * (forecasts.shape[2] if self.wide else 1)
         summary.forecasts += len(df)
         self._record(job, written)
 

@@ -34,7 +34,10 @@ def refused(*args: str) -> str:
         ),
         (["predict.py", "model_dir=run"], "predict.py: input and output are not set"),
         (["train.py", "data=csv"], "train.py: data.path is not set: give data.path="),
-        (["train.py", "data.calendar=[hour]"], "train.py: data.calendar=['hour']: "),
+        (
+            ["train.py", "data.calendar=[hour,fortnight]"],
+            "train.py: data.calendar=['hour', 'fortnight']: fortnight is not a calendar feature",
+        ),
         (
             ["train.py", "model.hiden_size=64"],
             "train.py: model.hiden_size is not a key of this config: did you mean "

@@ -206,19 +206,19 @@ def test_deterministic_training_skips_only_the_nan_fill(tmp_path, restore_determ
     assert torch.utils.deterministic.fill_uninitialized_memory
 
 
-@pytest.mark.parametrize("override", ["data.calendar=[hour,weekday]", "data.covariates=[HUFL]"])
-def test_covariates_and_calendar_are_refused_not_ignored(tmp_path, override):
-    """The DataModule serves them, our forecasters do not read them: asked for, they are refused
-    before anything trains."""
-    from hydra import compose, initialize_config_dir
-
-    from forecast.pipeline import train
-
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[*SMALL, f"output_dir={tmp_path}", override])
-    with pytest.raises(ValueError, match="do not read covariates or calendar features yet"):
-        train(cfg)
-    assert not (tmp_path / "checkpoints").exists()
+def test_etth1_ms_the_loads_as_past_covariates_and_the_calendar(tmp_path):
+    """The "MS" setting: target OT, the six loads as past covariates; calendar features as
+    future ones. The export takes them as named inputs and forecasts as the model does."""
+    run_dir = tmp_path / "ms"
+    loads = "[HUFL,HULL,MUFL,MULL,LUFL,LULL]"
+    metrics = run_train(
+        run_dir, "data.target=[OT]", f"data.past_covariates={loads}", "data.calendar=[hour]"
+    )
+    assert math.isfinite(metrics["test_mse"]) and metrics["test_windows"] == 2785
+    meta = json.loads((run_dir / "export" / "meta.json").read_text())
+    assert meta["channels"] == ["OT"]
+    assert meta["covariate_inputs"] == {"past": ["batch", 96, 6], "future": ["batch", 192, 1]}
+    assert meta["covariates"]["future"]["names"] == ["calendar:hour"]
 
 
 def test_the_recorded_frequency_skips_a_first_series_of_one_row():

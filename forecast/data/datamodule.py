@@ -11,8 +11,9 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+from forecast.data.covariates import CALENDAR_PREFIX, Covariates, fit_columns
 from forecast.data.errors import DataError
-from forecast.data.features import calendar_features
+from forecast.data.features import CALENDAR, calendar_features
 from forecast.data.fetch import dataset_path
 from forecast.data.io import Frame
 from forecast.data.reading import ReadOptions, read
@@ -33,14 +34,17 @@ class SeriesDataModule(pl.LightningDataModule):
     `forecast.data.dataset_path`), and for `rows` a `test_path`/`test_name` with each series'
     held-out continuation (it becomes the test targets). Reading (`forecast.data.ReadOptions`,
     whose defaults these are): `layout` (wide | long | rows), `format` (csv | parquet, default by
-    suffix), the column names (`time_col`, `id_col`, `target`, `covariates`), `freq` (default:
+    suffix), the column names (`time_col`, `id_col`, `target`, `past_covariates`,
+    `future_covariates`, `static_covariates`), `freq` (default:
     inferred), `fill` (error | ffill | interpolate | zero), `sort`, `short` (error | skip series
     too short for the split).
     Splits: `borders`, or `val_size`/`test_size` rows at each series' end, or `fractions`.
     Scaling: `scaler` (standard | minmax | robust | none) fitted on training rows, `scale_by`
     (channel | series). `channel_mode`: joint (all in, all out) or independent (each channel its own
-    univariate series). `calendar`: features among hour, weekday, day, month, ... as
-    `x_mark`/`y_mark`. `stride` thins training windows; val, test and predict use every window.
+    univariate series). `calendar`: features among hour, weekday, day, month, ..., computed
+    from the timestamps, future covariates like the others. Batches hold `past` [B, L, Kp],
+    `future` [B, L + H, Kf] and `static` [B, Ks] covariates as read (forecast.data.covariates).
+    `stride` thins training windows; val, test and predict use every window.
     `windows_per_epoch`: each training epoch draws this many distinct training windows at random
     (seeded, a new draw each epoch) instead of all of them; val and test stay complete.
     `season`: the data's seasonal period, for MASE (None: from its frequency, see
@@ -57,7 +61,9 @@ class SeriesDataModule(pl.LightningDataModule):
         id_col: str | None = ReadOptions.id_col,
         target: str | list[str] | None = ReadOptions.target,
         columns: list[str] | None = None,
-        covariates: list[str] | None = ReadOptions.covariates,
+        past_covariates: list[str] | None = ReadOptions.past_covariates,
+        future_covariates: list[str] | None = ReadOptions.future_covariates,
+        static_covariates: list[str] | None = ReadOptions.static_covariates,
         test_path: str | None = None,
         test_name: str | None = None,
         freq: str | int | None = ReadOptions.freq,
@@ -107,7 +113,9 @@ class SeriesDataModule(pl.LightningDataModule):
             time_col=time_col,
             id_col=id_col,
             target=target if target is not None else columns,
-            covariates=covariates,
+            past_covariates=past_covariates,
+            future_covariates=future_covariates,
+            static_covariates=static_covariates,
             freq=freq,
             fill=fill,
             sort=sort,
@@ -121,6 +129,12 @@ class SeriesDataModule(pl.LightningDataModule):
         )
         self.scaler_kind, self.scale_by, self.channel_mode = scaler, scale_by, channel_mode
         self.calendar = list(calendar or [])
+        unknown = [name for name in self.calendar if name not in CALENDAR]
+        if unknown:
+            raise ConfigError(
+                f"data.calendar={self.calendar}: {', '.join(map(str, unknown))} is not a calendar "
+                f"feature; choose among {', '.join(CALENDAR)}"
+            )
         self.season = season  # the data's seasonal period (MASE's scale); None: from its frequency
         self.loader_options = dict(
             batch_size=batch_size,
@@ -132,8 +146,6 @@ class SeriesDataModule(pl.LightningDataModule):
         self.frame: Frame | None = None
         self.spec: DataSpec | None = None  # what the model needs, after setup
         self.mean = self.scale = None  # [G, C]: G = 1, or one row per kept series
-        # per covariate column, in the form of scaler_params()
-        self.covariate_params: dict[str, list[float]] = {}
         self.datasets: dict[str, WindowDataset] = {}
 
     @property
@@ -151,15 +163,9 @@ class SeriesDataModule(pl.LightningDataModule):
         )
         scale_in_place(frame.values, base, frame.offsets[kept + 1], self.mean, self.scale)
         check_scaled(frame, base, frame.offsets[kept + 1], self.mean, self.scale, self.scaler_kind)
-        covariates = self._scaled_covariates(frame, base, ends["train"])
-        marks = calendar_features(frame.times, self.calendar) if self.calendar else None
+        covariates, raw = self._covariates(frame, kept, base, ends["train"])
         values = torch.from_numpy(frame.values)  # [N, C], shares memory with the frame
-        common = dict(
-            series=kept,
-            independent=self.channel_mode == "independent",
-            marks=None if marks is None else torch.from_numpy(marks),
-            covariates=covariates,
-        )
+        common = dict(series=kept, independent=self.channel_mode == "independent", **raw)
         for split in SPLITS:
             segments = np.stack([base + starts[split], base + ends[split]], axis=1)  # [S, 2]
             stride = self.stride if split == "train" else 1
@@ -171,9 +177,40 @@ class SeriesDataModule(pl.LightningDataModule):
         self.datasets["predict"] = WindowDataset(
             values, self.lookback, 0, segments=segments, **common
         )
-        self.spec = self._spec(frame, kept)
+        self.spec = self._spec(frame, kept, covariates)
 
-    def _spec(self, frame: Frame, kept: np.ndarray) -> DataSpec:
+    def _covariates(self, frame: Frame, kept, base, train_ends) -> tuple[Covariates, dict]:
+        """What the model knows of the covariates (their scaling fitted on the training rows),
+        and their values as read (numbers, and codes of categorical ones) as tensors: past
+        [N, Kp], future [N, Kf] (calendar features last), static [S, Ks]; the network encodes
+        them (forecast.models.covariates)."""
+        n_past = len(frame.covariate_names) if frame.n_past is None else frame.n_past
+        names = list(frame.covariate_names)
+        past, future = frame.covariates[:, :n_past], frame.covariates[:, n_past:]
+        future_names = names[n_past:]
+        if self.calendar:
+            future = np.concatenate([future, calendar_features(frame.times, self.calendar)], 1)
+            future_names += [f"{CALENDAR_PREFIX}{name}" for name in self.calendar]
+        levels = frame.levels or {}
+        parts = lambda a: [a[i : i + n] for i, n in zip(base, train_ends, strict=True)]  # noqa: E731
+        calendar = tuple(n for n in future_names if n.startswith(CALENDAR_PREFIX))
+        static = frame.static if frame.static is not None else np.zeros((frame.n_series, 0))
+        covariates = Covariates(
+            past=fit_columns(names[:n_past], past, parts(past), levels, self.scaler_kind),
+            future=fit_columns(
+                future_names, future, parts(future), levels, self.scaler_kind, calendar
+            ),
+            static=fit_columns(
+                list(frame.static_names), static, [static[kept]], levels, self.scaler_kind
+            ),
+        )
+        raw = {}
+        for kind, array in (("past", past), ("future", future), ("static", static)):
+            if array.shape[1]:
+                raw[kind] = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+        return covariates, raw
+
+    def _spec(self, frame: Frame, kept: np.ndarray, covariates: Covariates) -> DataSpec:
         """The DataSpec: the scaler as a table a batch's `series` (an index into all the
         file's series) picks rows from: one row, or one per series (skipped ones unscaled)."""
         mean, scale = self.mean, self.scale
@@ -194,6 +231,7 @@ class SeriesDataModule(pl.LightningDataModule):
             scaler_scale=scale,
             scaler_kind=self.scaler_kind,
             series_ids=frame.ids,
+            covariates=covariates,
         )
 
     def _read(self) -> Frame:
@@ -241,16 +279,6 @@ class SeriesDataModule(pl.LightningDataModule):
             UserWarning,
             stacklevel=3,
         )
-
-    def _scaled_covariates(self, frame: Frame, base, train_ends) -> torch.Tensor | None:
-        """Past covariates [N, K], scaled per column on the training rows, or None."""
-        if not frame.covariate_names:
-            return None
-        extra = frame.covariates
-        mean, scale = fit_params(self.scaler_kind, extra, base, base + train_ends, "channel")
-        scale_in_place(extra, frame.offsets[:-1], frame.offsets[1:], mean, scale)
-        self.covariate_params = {"mean": mean[0].tolist(), "scale": scale[0].tolist()}
-        return torch.from_numpy(extra)
 
     @property
     def n_channels(self) -> int:
@@ -311,6 +339,13 @@ class SeriesDataModule(pl.LightningDataModule):
         return self._loader("test")
 
     def predict_dataloader(self) -> DataLoader:
+        if self.spec is not None and self.spec.covariates.future.names:
+            raise DataError(
+                f"{self.frame.path}: the model reads future covariates "
+                f"{list(self.spec.covariates.future.names)}, which this data does not hold past "
+                f"its end; forecast with the run's export (forecast.load(run).predict(df) or "
+                f"predict.py) on data with rows for the horizon"
+            )
         return self._loader("predict")
 
 

@@ -50,6 +50,12 @@ class Frame:
 
     Series s is rows `offsets[s]:offsets[s + 1]` of `values`, `times` and `covariates`; a wide
     file is one series. The last `holdout` rows of every series came from a separate test file.
+
+    Covariates: `covariates` holds the past ones, then the future-known ones (`n_past` says
+    where they split), numeric values as read and categorical ones (text, booleans) as codes
+    into `levels[name]`. `static` [S, Ks] holds one value (or code) per series. When read for
+    forecasting, the last `future[s]` rows of series s are future rows: no target (NaN), their
+    future covariates given.
     """
 
     path: str
@@ -58,9 +64,14 @@ class Frame:
     times: np.ndarray  # [N] datetime64[ns], or int64 steps when the file has no timestamps
     values: np.ndarray  # [N, C] float32, C-contiguous
     channels: tuple[str, ...]  # [C]
-    covariates: np.ndarray  # [N, K] float32 past covariates (K may be 0)
+    covariates: np.ndarray  # [N, K] float32: past, then future covariates (K may be 0)
     covariate_names: tuple[str, ...] = ()  # [K]
     holdout: int = 0
+    n_past: int | None = None  # how many of the covariates are past ones (None: all)
+    static: np.ndarray | None = None  # [S, Ks] float32, one row per series
+    static_names: tuple[str, ...] = ()  # [Ks]
+    levels: dict | None = None  # categorical column -> its levels (a code indexes them)
+    future: np.ndarray | None = None  # [S] future rows at each series' end (forecasting)
     # "UTC" where the file's timestamps carried a zone or offset: `times` are then UTC instants
     # (naive datetime64), and what is written from them says so; None for naive or integer time
     tz: str | None = None
@@ -324,20 +335,34 @@ def read_wide(
     target: str | list[str] | None = None,
     covariates: list[str] | None = None,
     *,
+    future_covariates: list[str] | None = None,
+    static_covariates: list[str] | None = None,
+    levels: dict | None = None,
+    future_rows: bool = False,
     format: str | None = None,
     freq: str | int | None = None,
     fill: str = "error",
     sort: bool = False,
 ) -> Frame:
-    """One series; `target` picks the channels (default: every column but time and covariates)."""
+    """One series; `target` picks the channels (default: every column but time and covariates).
+
+    `covariates` (past) and `future_covariates`: columns beside the target (see Frame); no
+    static covariates in a table of one series.
+    """
     df, name = _table(path, format), source_name(path)
-    covariates = list(covariates or [])
+    if static_covariates:
+        raise DataError(
+            f"{name}: static covariates {list(static_covariates)} need many series (the long "
+            f"layout: one value per series); a wide table is one series"
+        )
+    past, future = list(covariates or []), list(future_covariates or [])
     chosen = _as_list(target)
-    target = chosen or [c for c in df.columns if c not in (time_col, *covariates)]
-    _require_columns(name, df, [time_col, *target, *covariates])
+    target = chosen or [c for c in df.columns if c not in (time_col, *past, *future)]
+    _require_columns(name, df, [time_col, *target, *past, *future])
     if not chosen:
         _refuse_unnamed(name, df, target)
-    return _build(name, df, None, time_col, target, covariates, freq, fill, sort)
+    columns = Columns(target, past, future, [], levels or {})
+    return _build(name, df, None, time_col, columns, freq, fill, sort, future_rows)
 
 
 def read_long(
@@ -347,16 +372,42 @@ def read_long(
     target: str | list[str] | None = "y",
     covariates: list[str] | None = None,
     *,
+    future_covariates: list[str] | None = None,
+    static_covariates: list[str] | None = None,
+    levels: dict | None = None,
+    future_rows: bool = False,
     format: str | None = None,
     freq: str | int | None = None,
     fill: str = "error",
     sort: bool = False,
 ) -> Frame:
-    """Many series, one row per (series, time); rows of a series need not be adjacent."""
+    """Many series, one row per (series, time); rows of a series need not be adjacent.
+
+    `covariates` (past), `future_covariates` and `static_covariates` (constant within each
+    series): columns beside the target (see Frame)."""
     df, name = _table(path, format), source_name(path)
-    target, covariates = _as_list(target or "y"), list(covariates or [])
-    _require_columns(name, df, [id_col, time_col, *target, *covariates])
-    return _build(name, df, id_col, time_col, target, covariates, freq, fill, sort)
+    target = _as_list(target or "y")
+    past, future = list(covariates or []), list(future_covariates or [])
+    static = list(static_covariates or [])
+    _require_columns(name, df, [id_col, time_col, *target, *past, *future, *static])
+    columns = Columns(target, past, future, static, levels or {})
+    return _build(name, df, id_col, time_col, columns, freq, fill, sort, future_rows)
+
+
+@dataclass
+class Columns:
+    """The columns of a wide or long table, by role; `levels`: the known levels of categorical
+    columns (a model's: others are refused), learned from the table where not given."""
+
+    target: list[str]
+    past: list[str]
+    future: list[str]
+    static: list[str]
+    levels: dict
+
+    @property
+    def dynamic(self) -> list[str]:
+        return [*self.past, *self.future]
 
 
 def read_rows(
@@ -445,11 +496,11 @@ def _build(
     df: pd.DataFrame,
     id_col: str | None,
     time_col: str,
-    target: list[str],
-    covariates: list[str],
+    columns: Columns,
     freq: str | int | None,
     fill: str,
     sort: bool,
+    future_rows: bool = False,
 ) -> Frame:
     """Validate a wide or long table and lay its series end to end."""
     where = Where(path)
@@ -465,11 +516,21 @@ def _build(
                 f"every row the id of its series, or remove the row"
             )
     times, where.is_datetime, tz = _parse_times(where, df[time_col], time_col)
-    columns = [*target, *covariates]
-    numbers = np.stack([_numeric(where, df[c], c) for c in columns], axis=1)  # [N, C + K]
+    levels = dict(columns.levels)
+    names = [*columns.target, *columns.dynamic, *columns.static]
+    parts = [_numeric(where, df[c], c) for c in columns.target]
+    for name in [*columns.dynamic, *columns.static]:
+        values, levels[name] = _covariate(where, df[name], name, columns.levels.get(name))
+        parts.append(values)
+    numbers = np.stack(parts, axis=1)  # [N, C + K + Ks]
     codes, times, numbers, rows = group_and_order(where, time_col, ids, codes, times, numbers, sort)
     starts = np.flatnonzero(codes[1:] != codes[:-1]) + 1  # where a new series begins
     offsets = np.concatenate([[0], starts, [len(codes)]]).astype(np.int64)
+    n_static = len(columns.static)
+    static = None
+    if n_static:  # one value per series, checked constant, then dropped from the rows
+        static = _static(where, columns.static, ids, numbers[:, -n_static:], rows, offsets)
+        numbers = numbers[:, :-n_static]
     calendar = _calendar(where, time_col, ids, times, rows, offsets, freq)
     if calendar is not None:  # from here on, times are positions on the calendar's grid
         times, freq = calendar, 1
@@ -481,11 +542,18 @@ def _build(
 
     def locate(i: int, j: int) -> str:
         series = f" (series {ids[np.searchsorted(offsets, i, 'right') - 1]!r})" if id_col else ""
-        return f"column {columns[j]!r}, {where.row(int(rows[i]))}{series}"
+        return f"column {names[j]!r}, {where.row(int(rows[i]))}{series}"
 
+    n_target, n_past = len(columns.target), len(columns.past)
+    future = _future_rows(where, ids, numbers, offsets, n_target) if future_rows else None
+    if future is not None:  # a future row has no target, and its past covariates are unknown
+        tail = np.arange(len(numbers)) >= np.repeat(offsets[1:] - future, np.diff(offsets))
+        numbers[tail, : n_target + n_past] = 0.0
     numbers = fill_missing(path, numbers, offsets, fill, locate)
-    values = np.ascontiguousarray(numbers[:, : len(target)], dtype=np.float32)
-    extra = np.ascontiguousarray(numbers[:, len(target) :], dtype=np.float32)
+    if future is not None:
+        numbers[tail, :n_target] = np.nan
+    values = np.ascontiguousarray(numbers[:, :n_target], dtype=np.float32)
+    extra = np.ascontiguousarray(numbers[:, n_target:], dtype=np.float32)
     if where.is_datetime:
         times = times.view("datetime64[ns]")
     return Frame(
@@ -494,12 +562,77 @@ def _build(
         offsets,
         times,
         values,
-        tuple(target),
+        tuple(columns.target),
         extra,
-        tuple(covariates),
+        tuple(columns.dynamic),
         tz=tz,
         calendar=where.calendar,
+        n_past=n_past,
+        static=static,
+        static_names=tuple(columns.static),
+        levels={k: v for k, v in levels.items() if v is not None},
+        future=future,
     )
+
+
+def _covariate(where, column: pd.Series, name: str, levels) -> tuple[np.ndarray, tuple | None]:
+    """A covariate column as [N] float64 and its levels: numbers as they are (levels None);
+    categorical values (text, booleans, pandas categories) as codes into their levels, sorted
+    (or the given ones, a model's: a level it has not seen is refused). Missing stays NaN."""
+    numeric = pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(
+        column.dtype
+    )
+    if levels is None and numeric:
+        return _numeric(where, column, name), None
+    text = column.astype("string")
+    if levels is None:
+        levels = tuple(sorted(text.dropna().unique()))
+    codes = pd.Categorical(text, categories=list(levels)).codes  # -1: missing or unknown
+    unknown = (codes < 0) & text.notna().to_numpy()
+    if unknown.any():
+        row = int(np.argmax(unknown))
+        raise DataError(
+            f"{where.path}: column {name!r}, {where.row(row)}: {text.iloc[row]!r} is not one of "
+            f"the levels the model was trained with ({listed(levels)}); map it to one of them "
+            f"or train on data that has it"
+        )
+    values = codes.astype(np.float64)
+    values[codes < 0] = np.nan
+    return values, tuple(levels)
+
+
+def _static(where, names, ids, values, rows, offsets) -> np.ndarray:
+    """[S, Ks] float32: each series' static covariates, refused where one is missing or changes
+    within its series."""
+    for j, name in enumerate(names):
+        column = values[:, j]
+        changed = np.flatnonzero(column[1:] != column[:-1]) + 1
+        changed = changed[~np.isin(changed, offsets[1:-1])]  # a new series may change it
+        missing = np.flatnonzero(np.isnan(column))
+        for i, what in ((missing, "is missing"), (changed, "changes within the series")):
+            if len(i):
+                s = int(np.searchsorted(offsets, i[0], side="right") - 1)
+                raise DataError(
+                    f"{where.path}: column {name!r}, {where.row(int(rows[i[0]]))} (series "
+                    f"{ids[s]!r}): the static covariate {what}; give every row of a series the "
+                    f"same value, or make it a past or future covariate"
+                )
+    return np.ascontiguousarray(values[offsets[:-1]], dtype=np.float32)
+
+
+def _future_rows(where, ids, numbers, offsets, n_target) -> np.ndarray:
+    """[S] how many rows at each series' end have no target (future rows, for forecasting with
+    future covariates); a series with no target at all is refused."""
+    known = ~np.isnan(numbers[:, :n_target]).all(axis=1)
+    index = np.where(known, np.arange(len(numbers)), -1)
+    last = np.maximum.reduceat(index, offsets[:-1])  # the last row with a target, per series
+    empty = np.flatnonzero(last < offsets[:-1])
+    if len(empty):
+        raise DataError(
+            f"{where.path}: series {ids[empty[0]]!r} has no target value at all; give its "
+            f"history, or remove it"
+        )
+    return (offsets[1:] - 1 - last).astype(np.int64)
 
 
 def _calendar(where, time_col, ids, times, rows, offsets, freq) -> np.ndarray | None:

@@ -30,6 +30,7 @@ from forecast.data.validate import FILLS
 
 LAYOUTS = ("wide", "long", "rows")
 SHORT = ("error", "skip")
+COVARIATES = ("past_covariates", "future_covariates", "static_covariates")
 # the time column when none is named: the first of these the table has, by layout
 TIME_COLUMNS = {"wide": ("date", "ds"), "long": ("ds", "date")}
 
@@ -43,7 +44,10 @@ class ReadOptions:
     id then its values, M4 style). time_col: the time column (default: `date`, else `ds`, for
     wide; `ds`, else `date`, for long). id_col: the series id (long: `unique_id`; rows: the first
     column). target: the value column(s) (wide: every column but time and covariates; long:
-    `y`). covariates: past covariate columns. freq: the regular step (default: inferred).
+    `y`). past_covariates: columns observed up to the forecast origin only; future_covariates:
+    columns known over the horizon too (prices, weather forecasts, promotions); static_covariates:
+    columns constant within each series (long layout); text and booleans are categorical. freq:
+    the regular step (default: inferred).
     fill: gaps and NaN/inf, `error` | `ffill` | `interpolate` | `zero`. sort: sort rows by time
     instead of refusing a file out of order. short: series too short for the model, `error` |
     `skip` (left out and named).
@@ -54,7 +58,9 @@ class ReadOptions:
     time_col: str | None = None
     id_col: str | None = None
     target: str | tuple[str, ...] | None = None
-    covariates: tuple[str, ...] | None = None
+    past_covariates: tuple[str, ...] | None = None
+    future_covariates: tuple[str, ...] | None = None
+    static_covariates: tuple[str, ...] | None = None
     freq: str | int | None = None
     fill: str = "error"
     sort: bool = False
@@ -71,7 +77,7 @@ class ReadOptions:
                 shown = [a for a in allowed if a is not None]
                 raise ValueError(f"data.{name} must be one of {shown}, got {value!r}")
         # lists from a config or JSON become tuples: options compare and hash by value
-        for name in ("target", "covariates"):
+        for name in ("target", *COVARIATES):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 object.__setattr__(self, name, tuple(value))
@@ -85,7 +91,7 @@ class ReadOptions:
     def to_dict(self) -> dict:
         """Plain JSON types (lists, not tuples)."""
         out = dataclasses.asdict(self)
-        for name in ("target", "covariates"):
+        for name in ("target", *COVARIATES):
             if isinstance(out[name], tuple):
                 out[name] = list(out[name])
         return out
@@ -101,17 +107,32 @@ def read(
     *,
     test_source: str | Path | None = None,
     channels: list[str] | tuple[str, ...] | None = None,
+    levels: dict | None = None,
+    future_rows: bool = False,
 ) -> Frame:
     """Read, validate and regularise one table of series into a `Frame`.
 
     `test_source` (layout rows): each series' held-out continuation, appended (Frame.holdout).
     `channels`: the wide columns a model was trained on, read in that order (batch forecasting).
+    `levels`: the categorical covariates' levels a model knows (others are refused).
+    `future_rows`: rows at a series' end without a target are its future rows (Frame.future),
+    for forecasting with future covariates.
     """
     o = options
     common = dict(format=o.format, fill=o.fill)
     if o.layout == "rows":
+        if any(getattr(o, name) for name in COVARIATES):
+            raise DataError("data.layout=rows holds values only: it has no covariate columns")
         return read_rows(source, o.id_col, test_path=test_source, **common)
-    common.update(freq=o.freq, sort=o.sort, covariates=list(o.covariates or []))
+    common.update(
+        freq=o.freq,
+        sort=o.sort,
+        covariates=list(o.past_covariates or []),
+        future_covariates=list(o.future_covariates or []),
+        static_covariates=list(o.static_covariates or []),
+        levels=levels,
+        future_rows=future_rows,
+    )
     time_col = o.time_col or _default_time_col(source, o)
     if o.layout == "long":
         return read_long(source, o.id_col or "unique_id", time_col, o.target or "y", **common)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from forecast.data.covariates import Covariates
 from forecast.data.io import Frame
 from forecast.data.reading import ReadOptions
 from forecast.data.validate import fixed_step
@@ -34,6 +35,7 @@ class DataSpec:
     scaler_scale: np.ndarray
     scaler_kind: str = "standard"
     series_ids: tuple[str, ...] = ()  # [S] the series; a batch's `series` indexes them
+    covariates: Covariates = Covariates()  # past, future (calendar included) and static
 
     @classmethod
     def of(
@@ -79,6 +81,7 @@ class DataSpec:
             channels=list(self.channels),
             series_ids=list(self.series_ids),
             reading=self.reading.to_dict(),
+            covariates=self.covariates.to_dict(),
             scaler_mean=np.asarray(self.scaler_mean).tolist(),
             scaler_scale=np.asarray(self.scaler_scale).tolist(),
         )
@@ -93,6 +96,7 @@ class DataSpec:
                 "channels": tuple(values["channels"]),
                 "series_ids": tuple(values.get("series_ids", ())),
                 "reading": ReadOptions.from_dict(values["reading"]),
+                "covariates": Covariates.from_dict(values.get("covariates")),
                 "scaler_mean": np.asarray(values["scaler_mean"], dtype=np.float64),
                 "scaler_scale": np.asarray(values["scaler_scale"], dtype=np.float64),
             }

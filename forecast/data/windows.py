@@ -18,8 +18,9 @@ class WindowDataset(Dataset):
 
     Item k is a dict of views into `values`: `x` [lookback, C] and `y` [horizon, C] (no `y`
     when horizon is 0: forecasting), `series` (the series index), with `independent=True` also
-    `channel` (then x, y are [.., 1]: each channel is a univariate series), `x_mark`/`y_mark`
-    [.., F] from `marks` [N, F] and `x_cov` [lookback, K] from `covariates` [N, K] when given.
+    `channel` (then x, y are [.., 1]: each channel is a univariate series); covariates when
+    given: `past` [lookback, Kp] from `past` [N, Kp], `future` [lookback + horizon, Kf] from
+    `future` [N, Kf], `static` [Ks] from `static` [S, Ks] (a row per series index).
     `dataset.__getitems__(indices)` returns a whole batch at once (the DataLoader uses it: pass
     `collate_fn=collate`).
     """
@@ -34,14 +35,16 @@ class WindowDataset(Dataset):
         segments: np.ndarray | None = None,
         series: np.ndarray | None = None,
         independent: bool = False,
-        marks: torch.Tensor | None = None,
-        covariates: torch.Tensor | None = None,
+        past: torch.Tensor | None = None,
+        future: torch.Tensor | None = None,
+        static: torch.Tensor | None = None,
     ):
         if values.dim() != 2:
             raise ValueError(f"values must be [time, channels], got shape {tuple(values.shape)}")
         segments = np.asarray([[0, len(values)]] if segments is None else segments, np.int64)
         self.values, self.lookback, self.horizon, self.stride = values, lookback, horizon, stride
-        self.marks, self.covariates, self.independent = marks, covariates, independent
+        self.past, self.future, self.static = past, future, static
+        self.independent = independent
         self.starts = segments[:, 0]  # [S]
         self.series = np.arange(len(segments)) if series is None else np.asarray(series)
         per_segment = np.maximum(
@@ -80,11 +83,12 @@ class WindowDataset(Dataset):
             item["y"] = window[self.lookback :]
         if self.independent:
             item["channel"] = torch.tensor(channel)
-        if self.marks is not None:
-            marks = self.marks[row : row + self.lookback + self.horizon]
-            item["x_mark"], item["y_mark"] = marks[: self.lookback], marks[self.lookback :]
-        if self.covariates is not None:
-            item["x_cov"] = self.covariates[row : row + self.lookback]
+        if self.past is not None:
+            item["past"] = self.past[row : row + self.lookback]
+        if self.future is not None:
+            item["future"] = self.future[row : row + self.lookback + self.horizon]
+        if self.static is not None:
+            item["static"] = self.static[self.series[segment]]
         return item
 
     def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
@@ -107,13 +111,14 @@ class WindowDataset(Dataset):
             batch["y"] = window[:, self.lookback :].contiguous()
         if self.independent:
             batch["channel"] = torch.from_numpy(channel)
-        if self.marks is not None:
-            marks = _unfold(self.marks, self.lookback + self.horizon)[row].transpose(1, 2)
-            batch["x_mark"] = marks[:, : self.lookback].contiguous()  # [B, L, F]
-            batch["y_mark"] = marks[:, self.lookback :].contiguous()  # [B, H, F]
-        if self.covariates is not None:
-            covariates = _unfold(self.covariates, self.lookback)[row].transpose(1, 2)
-            batch["x_cov"] = covariates.contiguous()  # [B, L, K]
+        if self.past is not None:
+            past = _unfold(self.past, self.lookback)[row].transpose(1, 2)
+            batch["past"] = past.contiguous()  # [B, L, Kp]
+        if self.future is not None:
+            future = _unfold(self.future, self.lookback + self.horizon)[row].transpose(1, 2)
+            batch["future"] = future.contiguous()  # [B, L + H, Kf]
+        if self.static is not None:
+            batch["static"] = self.static[torch.from_numpy(self.series[segment])]  # [B, Ks]
         return batch
 
 

@@ -72,6 +72,7 @@ class Forecaster(pl.LightningModule):
             spec.horizon,
             n_quantiles=n_quantiles,
             point_index=self.median,
+            covariates=spec.covariates,
             **net_options,
         )
         # the data scaler [groups, channels]: original = scaled * scale + mean
@@ -111,9 +112,20 @@ class Forecaster(pl.LightningModule):
             mean, scale = mean.gather(1, pick), scale.gather(1, pick)  # [B, 1]
         return mean[:, None], scale[:, None]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, lookback, C] -> [B, horizon, C, Q] (Q = 1 for a point forecast)."""
-        return self.net(x)
+    def forward(
+        self,
+        x: torch.Tensor,
+        past: torch.Tensor | None = None,
+        future: torch.Tensor | None = None,
+        static: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """[B, lookback, C] -> [B, horizon, C, Q] (Q = 1 for a point forecast); covariates as
+        a batch holds them (see ForecastNet.forward)."""
+        return self.net(x, past, future, static)
+
+    def forecast(self, batch: dict) -> torch.Tensor:
+        """The forecast [B, horizon, C, Q] of a batch: its windows with their covariates."""
+        return self(batch["x"], batch.get("past"), batch.get("future"), batch.get("static"))
 
     def loss(self, y_hat_q: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         name = self.hparams.loss
@@ -128,13 +140,13 @@ class Forecaster(pl.LightningModule):
         return nn.functional.mse_loss(y_hat, y)
 
     def training_step(self, batch, batch_idx):
-        loss = self.loss(self(batch["x"]), batch["y"])
+        loss = self.loss(self.forecast(batch), batch["y"])
         self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True)
         return loss
 
     def _update_metrics(self, batch, split: str) -> None:
         x, y = batch["x"], batch["y"]
-        y_hat_q = self(x).float()
+        y_hat_q = self.forecast(batch).float()
         y_hat = y_hat_q[..., self.median]
         quantile_forecasts = y_hat_q if self.quantiles else None
         self.metrics[split].update(y_hat, y, x, quantile_forecasts)
@@ -205,7 +217,7 @@ class Forecaster(pl.LightningModule):
     def predict_step(self, batch, batch_idx):
         """Forecasts in the data's own units: `y_hat` [B, horizon, C, Q] (C = 1 for
         channel-independent windows, whose `channel` says which), with the window's `series`."""
-        y_hat = self(batch["x"]).float()
+        y_hat = self.forecast(batch).float()
         mean, scale = self.scaler_of(batch)  # [B, 1, C]
         out = {"series": batch["series"], "y_hat": y_hat * scale[..., None] + mean[..., None]}
         if "channel" in batch:

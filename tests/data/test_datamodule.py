@@ -174,25 +174,40 @@ def test_independent_mode_serves_each_channel_as_a_univariate_series(tmp_path):
     assert item["y"].shape == (4, 1)
 
 
-def test_calendar_and_past_covariates_join_the_batch(tmp_path):
+def test_covariates_and_calendar_join_the_batch_as_read(tmp_path):
     path = tmp_path / "cov.csv"
     n = 200
     dates = pd.date_range("2020-01-01", periods=n, freq="h")
-    frame = pd.DataFrame({"date": dates, "load": np.sin(np.arange(n)), "temp": np.arange(n)})
+    promo = np.where(np.arange(n) % 3 == 0, "on", "off")
+    frame = pd.DataFrame(
+        {"date": dates, "load": np.sin(np.arange(n)), "temp": np.arange(n), "promo": promo}
+    )
     frame.to_csv(path, index=False)
     dm = SeriesDataModule(
-        path=str(path), lookback=24, horizon=6, covariates=["temp"], calendar=["hour", "weekday"]
+        path=str(path),
+        lookback=24,
+        horizon=6,
+        past_covariates=["temp"],
+        future_covariates=["promo"],
+        calendar=["hour", "weekday"],
     )
     dm.setup("fit")
     assert dm.channels == ("load",) and dm.n_channels == 1
     batch = next(iter(dm.test_dataloader()))
     assert batch["x"].shape[1:] == (24, 1) and batch["y"].shape[1:] == (6, 1)
-    assert batch["x_mark"].shape[1:] == (24, 2) and batch["y_mark"].shape[1:] == (6, 2)
-    assert batch["x_cov"].shape[1:] == (24, 1)
+    assert batch["past"].shape[1:] == (24, 1)
+    assert batch["future"].shape[1:] == (30, 3)  # promo, hour, weekday over look-back + horizon
     first_row = dm.datasets["test"].starts[0]
+    # as read: temp's own values, promo's codes into its sorted levels, calendar features
+    np.testing.assert_array_equal(batch["past"][0, :, 0], np.arange(first_row, first_row + 24))
+    codes = (promo[first_row : first_row + 30] == "on").astype(np.float32)
+    np.testing.assert_array_equal(batch["future"][0, :, 0], codes)
     hour = dates[first_row + 24].hour
-    assert batch["y_mark"][0, 0, 0].item() == pytest.approx(hour / 23 - 0.5)
-    assert dm.covariate_params["mean"] == pytest.approx([np.arange(140).mean()])
+    assert batch["future"][0, 24, 1].item() == pytest.approx(hour / 23 - 0.5)
+    covariates = dm.spec.covariates
+    assert covariates.past.mean == pytest.approx([np.arange(140).mean()])  # training rows
+    assert covariates.future.levels == {"promo": ("off", "on")}
+    assert covariates.future.names == ("promo", "calendar:hour", "calendar:weekday")
 
 
 def test_loaders_shuffle_only_training_and_batch_like_single_items(tmp_path):

@@ -1,0 +1,346 @@
+"""Covariates: past, future-known and static, read, encoded, learnt from, exported and forecast
+with, on data whose target depends on them in ways its own history cannot tell."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import forecast
+from forecast.data import DataError, ReadOptions, read
+from forecast.data.covariates import Columns, Covariates
+from forecast.export import ExportedModel, export_bundle
+from forecast.models import ForecastNet, ScaledForecastNet
+from forecast.models.covariates import CovariateEncoder
+from tests.conftest import ROOT
+
+LONG = ReadOptions(layout="long", future_covariates=("promo",), static_covariates=("kind",))
+
+
+def promo_frame(n_series=4, n=400, horizon=0, seed=0, future_target=False) -> pd.DataFrame:
+    """Hourly series: y = 3 [promo] + 2 or -2 by the series' kind + noise; promo (yes/no) is
+    random, so the target's history cannot predict it, and a series' kind sets its level."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for s in range(n_series):
+        promo = rng.random(n + horizon) < 0.3
+        kind = "up" if s % 2 else "down"
+        y = 3.0 * promo + (2.0 if kind == "up" else -2.0) + rng.normal(0, 0.3, n + horizon)
+        if future_target:
+            y[n:] = np.nan
+        parts.append(
+            pd.DataFrame(
+                {
+                    "unique_id": f"s{s}",
+                    "ds": pd.date_range("2021-01-01", periods=n + horizon, freq="h"),
+                    "y": y,
+                    "promo": np.where(promo, "yes", "no"),
+                    "kind": kind,
+                }
+            )
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+# ---- reading -----------------------------------------------------------------------------
+
+
+def test_categorical_covariates_read_as_codes_into_sorted_levels():
+    frame = read(promo_frame(n=30), LONG)
+    assert frame.covariate_names == ("promo",) and frame.n_past == 0
+    assert frame.levels == {"promo": ("no", "yes"), "kind": ("down", "up")}
+    assert frame.static_names == ("kind",) and frame.static[:, 0].tolist() == [0, 1, 0, 1]
+    raw = promo_frame(n=30)
+    np.testing.assert_array_equal(frame.covariates[:, 0], (raw["promo"] == "yes").to_numpy())
+    # a model's levels: an unseen one is refused, naming it and the known ones
+    bad = raw.copy()
+    bad.loc[5, "promo"] = "maybe"
+    with pytest.raises(DataError, match=r"column 'promo', row df.iloc\[5\]: 'maybe' is not one"):
+        read(bad, LONG, levels=frame.levels)
+
+
+def test_a_static_covariate_must_be_constant_and_needs_many_series():
+    raw = promo_frame(n=30)
+    raw.loc[7, "kind"] = "up"
+    with pytest.raises(DataError, match=r"'kind', row df.iloc\[7\] \(series 's0'\): the static"):
+        read(raw, LONG)
+    wide = promo_frame(n_series=1, n=30).drop(columns="unique_id")
+    with pytest.raises(DataError, match="static covariates \\['kind'\\] need many series"):
+        read(wide, ReadOptions(static_covariates=("kind",), target=("y",)))
+
+
+def test_future_rows_hold_the_horizon_and_need_their_future_covariates():
+    raw = promo_frame(n=30, horizon=6, future_target=True)
+    frame = read(raw, LONG, future_rows=True)
+    assert frame.future.tolist() == [6, 6, 6, 6]
+    with pytest.raises(DataError, match="missing or infinite"):  # rows without a target
+        read(raw, LONG)
+    raw.loc[33, "promo"] = None  # a future row of s0 without its promo
+    with pytest.raises(DataError, match=r"column 'promo', row df.iloc\[33\] \(series 's0'\)"):
+        read(raw, LONG, future_rows=True)
+
+
+# ---- the network -------------------------------------------------------------------------
+
+
+def test_the_encoder_standardises_numbers_and_one_hot_encodes_levels():
+    columns = Columns(("temp", "promo"), {"promo": ("no", "yes", "maybe")}, (10.0, 0.0), (2.0, 1.0))
+    encoder = CovariateEncoder(columns)
+    raw = torch.tensor([[14.0, 2.0], [10.0, 0.0]])
+    expected = torch.tensor([[2.0, 0, 0, 1], [0.0, 1, 0, 0]])
+    torch.testing.assert_close(encoder(raw), expected)
+    assert encoder.width == 4 and encoder.n_columns == 2
+
+
+COVARIATES = Covariates(
+    past=Columns(("load",), {}, (0.0,), (1.0,)),
+    future=Columns(("promo", "calendar:hour"), {"promo": ("no", "yes")}, (0.0, 0.0), (1.0, 1.0)),
+    static=Columns(("kind",), {"kind": ("down", "up")}, (0.0,), (1.0,)),
+)
+
+
+def inputs(batch=3, lookback=24, horizon=10, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, lookback, 2, generator=g)
+    past = torch.randn(batch, lookback, 1, generator=g)
+    promo = torch.randint(0, 2, (batch, lookback + horizon, 1), generator=g).float()
+    future = torch.cat([promo, torch.rand(batch, lookback + horizon, 1, generator=g)], -1)
+    static = torch.randint(0, 2, (batch, 1), generator=g).float()
+    return x, past, future, static
+
+
+@pytest.mark.parametrize("decoder", ["pmf", "direct"])
+@pytest.mark.parametrize(
+    ("cell", "impl", "layers", "independent"),
+    [
+        ("lstm", "torch", 1, True),
+        ("gru", "custom", 1, False),
+        ("lstmp", "custom", 2, True),
+        ("lstm", "custom", 1, False),
+    ],
+)
+def test_every_backbone_and_decoder_reads_each_kind_of_covariate(
+    decoder, cell, impl, layers, independent
+):
+    torch.manual_seed(0)
+    options = dict(cell=cell, impl=impl, num_layers=layers, proj_size=4 if cell == "lstmp" else 0)
+    net = ForecastNet(
+        2,
+        24,
+        10,
+        hidden_size=8,
+        segment_len=6,
+        decoder=decoder,
+        channel_independent=independent,
+        covariates=COVARIATES,
+        **options,
+    ).eval()
+    x, past, future, static = inputs()
+    with torch.no_grad():
+        y = net(x, past, future, static)
+        assert y.shape == (3, 10, 2, 1)
+        changed = {
+            "past": net(x, past + 1, future, static),
+            "future over the horizon": net(
+                x, past, future.index_fill(1, torch.tensor([30]), 1.0), static
+            ),
+            "static": net(x, past, future, 1 - static),
+        }
+    for what, other in changed.items():
+        assert not torch.allclose(other, y), what
+    with pytest.raises(ValueError, match="takes past covariates, and was given none"):
+        net(x, None, future, static)
+
+
+# ---- export ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cell", "impl", "decoder", "independent"),
+    [
+        ("lstm", "torch", "pmf", True),
+        ("gru", "custom", "direct", False),
+        ("lstmp", "torch", "pmf", False),
+    ],
+)
+def test_the_export_takes_covariates_as_named_inputs_and_equals_the_model(
+    tmp_path, cell, impl, decoder, independent
+):
+    torch.manual_seed(0)
+    net = ForecastNet(
+        2,
+        24,
+        10,
+        cell=cell,
+        impl=impl,
+        hidden_size=8,
+        proj_size=4 if cell == "lstmp" else 0,
+        segment_len=6,
+        decoder=decoder,
+        channel_independent=independent,
+        covariates=COVARIATES,
+    ).eval()
+    mean, scale = torch.tensor([5.0, -1.0]), torch.tensor([2.0, 0.5])
+    reference = ScaledForecastNet(net, mean, scale).eval()
+    meta = {
+        "lookback": 24,
+        "horizon": 10,
+        "channels": ["a", "b"],
+        "covariates": COVARIATES.to_dict(),
+    }
+    export_bundle(net, mean, scale, meta, tmp_path)
+    x, past, future, static = inputs(batch=5, seed=1)
+    x = x * scale + mean
+    with torch.no_grad():
+        expected = reference(x, past, future, static).numpy()
+    for engine in ("pt2", "onnx"):
+        model = ExportedModel(tmp_path, engine)
+        assert model.covariate_inputs == {
+            "past": ["batch", 24, 1],
+            "future": ["batch", 34, 2],
+            "static": ["batch", 1],
+        }
+        got = model.predict(
+            x.numpy(), past=past.numpy(), future=future.numpy(), static=static.numpy()
+        )
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5, err_msg=engine)
+    with pytest.raises(ValueError, match="takes the covariates \\['future', 'past', 'static'\\]"):
+        model.predict(x.numpy())
+
+
+# ---- learning from them ------------------------------------------------------------------
+
+SMALL = dict(lookback=48, horizon=24, max_epochs=12, progress=False)
+FIT = ["model.segment_len=12", "model.hidden_size=32", "model.naive_blend=false"]
+
+
+def signal_mse(run, history: pd.DataFrame, future: pd.DataFrame, signal: pd.Series) -> float:
+    """MSE of the forecasts against the noise-free signal over the horizon."""
+    forecasts = run.predict(history, future=future).set_index(["unique_id", "ds"])["y_hat"]
+    return float(((forecasts - signal.loc[forecasts.index]) ** 2).mean())
+
+
+@pytest.mark.slow
+def test_a_future_covariate_that_history_cannot_predict_is_learnt(tmp_path):
+    data = promo_frame(n=600, horizon=24, seed=3)
+    signal = data.set_index(["unique_id", "ds"])
+    signal = 3.0 * (signal["promo"] == "yes") + np.where(signal["kind"] == "up", 2.0, -2.0)
+    last = data.groupby("unique_id").cumcount() >= 600
+    history, future = data[~last], data[last].assign(y=np.nan)
+    options = dict(SMALL, overrides=FIT)
+    with_promo = forecast.fit(
+        history, future_covariates=["promo"], output_dir=tmp_path / "with", **options
+    )
+    without = forecast.fit(
+        history.drop(columns="promo"), output_dir=tmp_path / "without", **options
+    )
+    assert without.metrics["test_mse"] > 5 * with_promo.metrics["test_mse"], (
+        without.metrics["test_mse"],
+        with_promo.metrics["test_mse"],
+    )
+    ours = signal_mse(with_promo, history, future, signal)
+    theirs = signal_mse(without, history.drop(columns="promo"), None, signal)
+    assert theirs > 5 * ours, (theirs, ours)
+
+
+@pytest.mark.slow
+def test_a_past_covariate_that_leads_the_target_by_the_horizon_is_learnt(tmp_path):
+    rng = np.random.default_rng(5)
+    n, lead = 1500, 24
+    driver = rng.normal(0, 1, n + lead)
+    df = pd.DataFrame(
+        {
+            "ds": pd.date_range("2021-01-01", periods=n, freq="h"),
+            "y": 2.0 * driver[:n] + rng.normal(0, 0.2, n),  # y_t = 2 x_(t - lead) + noise
+            "x": driver[lead:],
+        }
+    )
+    options = dict(SMALL, overrides=FIT)
+    with_lead = forecast.fit(df, past_covariates=["x"], output_dir=tmp_path / "with", **options)
+    without = forecast.fit(df.drop(columns="x"), output_dir=tmp_path / "without", **options)
+    assert without.metrics["test_mse"] > 3 * with_lead.metrics["test_mse"], (
+        without.metrics["test_mse"],
+        with_lead.metrics["test_mse"],
+    )
+
+
+@pytest.mark.slow
+def test_static_covariates_separate_series_levels(tmp_path):
+    """Noise around a level of -1 or +1 set by the series' kind, with a short look-back: the
+    window's mean guesses the level poorly, the kind tells it."""
+    rng = np.random.default_rng(7)
+    parts = []
+    for s in range(8):
+        kind = "high" if s % 2 else "low"
+        level = 1.0 if kind == "high" else -1.0
+        parts.append(
+            pd.DataFrame(
+                {
+                    "unique_id": f"s{s}",
+                    "ds": pd.date_range("2021-01-01", periods=700, freq="h"),
+                    "y": level + rng.normal(0, 2.0, 700),
+                    "kind": kind,
+                }
+            )
+        )
+    df = pd.concat(parts, ignore_index=True)
+    options = dict(
+        lookback=6,
+        horizon=6,
+        max_epochs=4,
+        progress=False,
+        overrides=[*FIT[1:], "model.segment_len=6", "model.revin=false"],
+    )
+    with_kind = forecast.fit(
+        df, static_covariates=["kind"], output_dir=tmp_path / "with", **options
+    )
+    without = forecast.fit(df.drop(columns="kind"), output_dir=tmp_path / "without", **options)
+    levels = df.groupby("unique_id")["kind"].first().map({"high": 1.0, "low": -1.0})
+
+    def level_error(run, data):
+        forecasts = run.predict(data)
+        return float(((forecasts["y_hat"] - forecasts["unique_id"].map(levels)) ** 2).mean())
+
+    ours, theirs = level_error(with_kind, df), level_error(without, df.drop(columns="kind"))
+    assert theirs > 5 * ours, (theirs, ours)
+
+
+@pytest.mark.slow
+def test_predict_py_reads_future_rows_like_the_api_and_names_what_is_missing(tmp_path):
+    data = promo_frame(n=300, horizon=24, seed=4, future_target=True)
+    history = data[data["y"].notna()]
+    run = forecast.fit(
+        history,
+        lookback=48,
+        horizon=24,
+        max_epochs=1,
+        future_covariates=["promo"],
+        static_covariates=["kind"],
+        calendar=["hour"],
+        overrides=["model.segment_len=12", "model.hidden_size=8", "trainer.limit_train_batches=3"],
+        output_dir=tmp_path / "run",
+        progress=False,
+    )
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    data.to_csv(inputs / "with_future.csv", index=False)
+    history.to_csv(inputs / "no_future.csv", index=False)
+    result = subprocess.run(
+        [sys.executable, "predict.py", f"model_dir={run.path}", f"input={inputs}"]
+        + [f"output={tmp_path / 'out'}", f"hydra.run.dir={tmp_path / 'log'}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 1, result.stderr
+    failed = [line for line in result.stderr.splitlines() if line.startswith("FAILED")]
+    assert len(failed) == 1 and "no_future.csv: series 's0' has 0 rows after its last" in failed[0]
+    assert "the model needs the future covariates ['promo'] for the 24 steps" in failed[0]
+    written = pd.read_csv(tmp_path / "out" / "with_future.forecast.csv")
+    expected = run.predict(data)
+    assert expected.to_csv(index=False) == written.to_csv(index=False)
+    assert run.predict(history, future=data[data["y"].isna()]).equals(expected)
