@@ -18,8 +18,6 @@ from forecast.commands import CONFIG_PATH, command, prog
 from forecast.config import register_configs
 from forecast.runtime import apply_threads, prepare_process
 
-register_configs()
-
 # keys of this app that are not train keys; every other command-line override goes to each trial
 OWN_KEYS = ("sweep", "hydra")
 
@@ -65,5 +63,6 @@ def main(cfg: DictConfig) -> float | None:
 
 def entry() -> None:
     """The console script `forecast-sweep`."""
-    prepare_process()
+    prepare_process()  # may restart the process: nothing heavy is imported before it
+    register_configs()  # imports the model classes (and so Lightning) for their signatures
     run(main, prog(), "sweep")

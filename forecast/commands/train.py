@@ -17,8 +17,6 @@ from forecast.commands import CONFIG_PATH, command, prog
 from forecast.config import register_configs
 from forecast.runtime import apply_threads, prepare_process
 
-register_configs()
-
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
 def main(cfg: DictConfig) -> float:
@@ -50,5 +48,6 @@ def main(cfg: DictConfig) -> float:
 
 def entry() -> None:
     """The console script `forecast-train`."""
-    prepare_process()
+    prepare_process()  # may restart the process: nothing heavy is imported before it
+    register_configs()  # imports the model classes (and so Lightning) for their signatures
     run(main, prog(), "config")
