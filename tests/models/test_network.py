@@ -123,28 +123,32 @@ def test_broadcast_decoder_equals_decoding_every_repeated_row(cell, impl, indepe
     n_units = batch * 3 if independent else batch
     state = initial_state(net.rnn, n_units, torch.float64, seed=5)
     leaves = flat_states(state)
-    fast = net._decode_pmf_broadcast(state, n_units)
-    slow = net._decode_pmf_repeated(state, n_units, batch)
-    assert fast.shape == slow.shape == (n_units * net.n_out_segments, leaves[0].shape[-1])
     gen = torch.Generator().manual_seed(5)
-    torch.testing.assert_close(fast, slow, rtol=0, atol=1e-13)
-    weights = torch.randn(fast.shape, generator=gen, dtype=torch.float64)
-    params = [p for p in net.parameters() if p.requires_grad]
-    wrt = [*leaves, *params]
-    got = torch.autograd.grad((fast * weights).sum(), wrt, allow_unused=True)
-    want = torch.autograd.grad((slow * weights).sum(), wrt, allow_unused=True)
-    for a, b in zip(got, want, strict=True):
-        if b is None:
-            assert a is None or not a.any()
-        else:
-            torch.testing.assert_close(a, b, rtol=0, atol=1e-13)
+    shared = net._queries({}, batch)  # [G, M, E]: the same for every window
+    # with future or static covariates each window has its own queries: [B, G, M, E]
+    own = shared + torch.randn((batch, 1, 1, shared.shape[-1]), generator=gen, dtype=shared.dtype)
+    for queries in (shared, own):
+        fast = net._decode_pmf_broadcast(state, n_units, queries)
+        slow = net._decode_pmf_repeated(state, n_units, batch, queries)
+        assert fast.shape == slow.shape == (n_units * net.n_out_segments, leaves[0].shape[-1])
+        torch.testing.assert_close(fast, slow, rtol=0, atol=1e-13)
+        weights = torch.randn(fast.shape, generator=gen, dtype=torch.float64)
+        params = [p for p in net.parameters() if p.requires_grad]
+        wrt = [*leaves, *params]
+        got = torch.autograd.grad((fast * weights).sum(), wrt, allow_unused=True)
+        want = torch.autograd.grad((slow * weights).sum(), wrt, allow_unused=True)
+        for a, b in zip(got, want, strict=True):
+            if b is None:
+                assert a is None or not a.any()
+            else:
+                torch.testing.assert_close(a, b, rtol=0, atol=1e-13)
 
 
 def test_stacked_or_bidirectional_backbones_decode_by_repeating():
     for options in (dict(num_layers=2), dict(bidirectional=True)):
         net = make(**options)
         with pytest.raises(ValueError, match="one-layer, one-direction"):
-            net._decode_pmf_broadcast(net.rnn(torch.randn(3, 2, 12))[1], 3)
+            net._decode_pmf_broadcast(net.rnn(torch.randn(3, 2, 12))[1], 3, net._queries({}, 3))
         assert net(torch.randn(2, 24, 3)).shape == (2, 20, 3, 1)
 
 
