@@ -1,6 +1,7 @@
 # make train  - set up .venv when there is none, then train with the defaults (ARGS="model=gru ...")
 # make test   - the same set-up, then the whole test suite, TEST_JOBS files at a time
-#               (PYTEST_ARGS="-k fetch ...", TEST_JOBS=1 for one process)
+#               (PYTEST_ARGS="-k fetch ...", TEST_JOBS=1 for one process), but the benchmark
+#               scripts' quick runs: make test-bench runs those
 #
 # torch is installed first and on its own (TORCH=...), so that the package's bare `torch`
 # requirement is already met and pip never pulls a build you did not choose.
@@ -17,7 +18,7 @@ TEST_JOBS ?= 2
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup train test lint clean
+.PHONY: setup train test test-bench lint clean
 
 setup: $(STAMP)
 
@@ -31,7 +32,10 @@ train: $(STAMP)
 	$(BIN)/python train.py $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile -m "not bench" $(PYTEST_ARGS)
+
+test-bench: $(STAMP)
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile -m bench $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

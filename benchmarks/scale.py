@@ -211,6 +211,11 @@ def run_process(cmd: list[str], json_result: bool = False) -> tuple:
     return result, usage.ru_maxrss / 1024, seconds  # Linux: ru_maxrss in KiB
 
 
+def rate(count: int, seconds: float) -> float:
+    """count / seconds; NaN when the time is below the summary's resolution (0.1 s: --quick)."""
+    return count / seconds if seconds > 0 else float("nan")
+
+
 def measure_predict_py(run: Path, path: Path, out: Path) -> dict:
     """predict.py as a user runs it; its summary line's forecasting seconds."""
     cmd = [sys.executable, "predict.py", f"model_dir={run}", f"input={path}", f"output={out}"]
@@ -271,11 +276,11 @@ def summary_row(r: dict) -> dict:
         "train_run_s": r["train"]["run_s"],
         "predict_s": r["predict_py"]["seconds"],
         "predict_wall_s": r["predict_py"]["wall_s"],
-        "predict_per_s": r["series"] / r["predict_py"]["seconds"],
+        "predict_per_s": rate(r["series"], r["predict_py"]["seconds"]),
         "predict_peak": r["predict_py"]["peak_rss_mb"],
         "api_first_s": r["api"]["first_s"],
         "api_s": r["api"]["seconds"],
-        "api_per_s": r["series"] / r["api"]["seconds"],
+        "api_per_s": rate(r["series"], r["api"]["seconds"]),
         "api_peak": r["api"]["peak_rss_mb"],
     }
 

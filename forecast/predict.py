@@ -73,6 +73,11 @@ class PredictError(ValueError):
     what is wrong and what to do; predict.py prints it without a traceback."""
 
 
+def duration(seconds: float) -> str:
+    """Seconds to a tenth, or to two significant digits below one second (never "0.0")."""
+    return f"{seconds:.1f}" if seconds >= 1 else f"{seconds:.2g}"
+
+
 @dataclass
 class Summary:
     files: int = 0
@@ -88,7 +93,7 @@ class Summary:
         return (
             f"{plural(self.files, 'file')} forecast, {self.skipped} up to date, "
             f"{len(self.failed)} failed; {self.series} series{left_out}, "
-            f"{plural(self.forecasts, 'forecast')} in {self.seconds:.1f} s"
+            f"{plural(self.forecasts, 'forecast')} in {duration(self.seconds)} s"
         )
 
 

@@ -12,6 +12,7 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.bench
 def test_quick_run_prints_idle_and_busy_times_per_setting(tmp_path):
     result = subprocess.run(
         [sys.executable, "benchmarks/busy.py", "--quick", "--settings", "default", "threads=1"],

@@ -121,7 +121,7 @@ def test_the_wheel_carries_configs_help_data_and_kernel_sources(installed):
         "forecast/conf/hydra/help/train.yaml",
         "forecast/data/builtin/ETTh1.csv.gz",
         "forecast/data/builtin/README.md",  # the data set's source and licence
-        "forecast/nn/csrc/lstm.cpp",
+        "forecast/nn/fast/csrc/rnn.cpp",
     ):
         assert name in names, name
     shipped = {n for n in names if n.startswith("forecast/conf/") and n.endswith(".yaml")}

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.bench]
 
 # --quick runs one of ours per code path: torch's modules, our cell loop, mixed precision
 OURS = ["forecast lstm (torch)", "forecast lstmp (custom)", "forecast lstm (torch, bf16-mixed)"]
