@@ -24,8 +24,19 @@ WARNINGS = [
     # would only copy between processes (data.num_workers stays for datasets of your own)
     (r"does not have many workers which may be a bottleneck", UserWarning),
 ]
-# (logger, text in the message): Lightning's advertisement for its cloud logger, at every fit
-LOG_RECORDS = [("pytorch_lightning.utilities.rank_zero", "litlogger")]
+# (logger, text in the message): Lightning's advertisement for its cloud logger, at every fit,
+# and its running commentary, which buried the end-of-run summary: that 1.0 of the training
+# batches is all of them (conf/trainer/default.yaml states Lightning's default), that fit ended
+# at max_epochs, and the test's reload of the best checkpoint (the summary names the run folder)
+RANK_ZERO = "pytorch_lightning.utilities.rank_zero"
+LOG_RECORDS = [
+    (RANK_ZERO, "litlogger"),
+    (RANK_ZERO, "TPU available"),
+    (RANK_ZERO, "was configured so 100% of the batches"),
+    (RANK_ZERO, "`Trainer.fit` stopped: `max_epochs="),
+    (RANK_ZERO, "Restoring states from the checkpoint path"),
+    (RANK_ZERO, "Loaded model weights from the checkpoint"),
+]
 
 
 class DropRecords(logging.Filter):

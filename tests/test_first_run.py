@@ -19,6 +19,10 @@ NOTICES = [
     "oneDNN",  # torch: model=lstmp falls back from oneDNN
     "ExperimentalWarning",  # Optuna: the storage's heartbeat
     "does not have many workers",  # Lightning, on machines with more than 2 cores
+    "Restoring states from the checkpoint",  # Lightning: test reloads the best checkpoint
+    "Loaded model weights",
+    "`Trainer.fit` stopped",
+    "was configured so 100%",
 ]
 TINY = [
     "trainer.max_epochs=1",
