@@ -120,9 +120,8 @@ def missing_option(err: MissingConfigException) -> str:
     if err.options is None:  # --config-name naming no file
         return f"no config named {wanted!r} (--config-name), in the config search path"
     group, _, option = wanted.rpartition("/")
-    options = [name for name in err.options if name != "base"]  # base: the schema they extend
     return f"{group}={option}: {group} has no option {option!r}; choose one of " + ", ".join(
-        options
+        err.options
     )
 
 

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from forecast.data.covariates import CALENDAR_PREFIX, Covariates, fit_columns
 from forecast.data.errors import DataError
-from forecast.data.features import CALENDAR, calendar_features
+from forecast.data.features import calendar_features, check_calendar
 from forecast.data.fetch import dataset_path
 from forecast.data.io import Frame
 from forecast.data.reading import ReadOptions, read
@@ -129,12 +129,7 @@ class SeriesDataModule(pl.LightningDataModule):
         )
         self.scaler_kind, self.scale_by, self.channel_mode = scaler, scale_by, channel_mode
         self.calendar = list(calendar or [])
-        unknown = [name for name in self.calendar if name not in CALENDAR]
-        if unknown:
-            raise ConfigError(
-                f"data.calendar={self.calendar}: {', '.join(map(str, unknown))} is not a calendar "
-                f"feature; choose among {', '.join(CALENDAR)}"
-            )
+        check_calendar(self.calendar)
         self.season = season  # the data's seasonal period (MASE's scale); None: from its frequency
         self.loader_options = dict(
             batch_size=batch_size,

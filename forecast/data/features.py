@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from forecast.errors import ConfigError
+
 # Each feature scaled to [-0.5, 0.5], as Informer's time features are.
 CALENDAR = {
     "minute": lambda t: t.minute / 59.0,
@@ -16,11 +18,19 @@ CALENDAR = {
 }
 
 
+def check_calendar(names: list[str]) -> None:
+    """`data.calendar` names only features of CALENDAR; a ConfigError naming the others."""
+    unknown = [name for name in names if name not in CALENDAR]
+    if unknown:
+        raise ConfigError(
+            f"data.calendar={list(names)}: {', '.join(map(str, unknown))} is not a calendar "
+            f"feature; choose among {', '.join(CALENDAR)}"
+        )
+
+
 def calendar_features(times: np.ndarray, names: list[str]) -> np.ndarray:
     """[N, F] float32 features of `times` [N] datetime64, in the order of `names`."""
-    unknown = [n for n in names if n not in CALENDAR]
-    if unknown:
-        raise ValueError(f"calendar features must be among {list(CALENDAR)}, got {unknown}")
+    check_calendar(names)
     if not np.issubdtype(times.dtype, np.datetime64):
         raise ValueError(
             "calendar features need timestamps; this data has an integer time index "

@@ -188,10 +188,11 @@ def column_names(source, format: str | None = None) -> list[str]:
     """The header of a file (without reading its rows) or a DataFrame's columns."""
     if isinstance(source, pd.DataFrame):
         return list(from_frame(source).columns)
+    fmt = file_format(source, format)
     # what is not a data file (a FIFO would block the header read for ever) is refused first
-    check_file(str(source), file_format(source, format))
+    check_file(str(source), fmt)
     try:
-        if file_format(source, format) == "parquet":
+        if fmt == "parquet":
             import pyarrow.parquet as pq
 
             return list(pq.read_schema(source).names)
