@@ -315,9 +315,10 @@ def union_members(expected: Any) -> list[Any]:
 
 def check_train_config(cfg: DictConfig, overrides: Sequence[str], known: Mapping[str, Any] = ()):
     """What train.py and sweep.py refuse before any work: values of the wrong type, windows of
-    no length, a checkpoint that is not there, and inputs our forecasters would ignore
-    (`forecast.pipeline.refuse_unused_inputs`)."""
-    from forecast.pipeline import refuse_unused_inputs
+    no length, a checkpoint that is not there, inputs our forecasters would ignore
+    (`forecast.pipeline.refuse_unused_inputs`) and an ensemble that cannot be trained
+    (`forecast.pipeline.ensemble_members`)."""
+    from forecast.pipeline import ensemble_members, refuse_unused_inputs
 
     check_overrides(cfg, overrides, known)
     for key in ("lookback", "horizon"):
@@ -325,7 +326,35 @@ def check_train_config(cfg: DictConfig, overrides: Sequence[str], known: Mapping
         if isinstance(value, int) and value < 1:
             raise ConfigError(f"data.{key}={value}: give a positive number of steps")
     check_checkpoint(cfg.ckpt_path)
+    check_export_formats(cfg.get("export_formats", ()), cfg.get("data"))
     refuse_unused_inputs(cfg)
+    ensemble_members(cfg)
+
+
+COVARIATE_KEYS = ("past_covariates", "future_covariates", "static_covariates", "calendar")
+
+
+def check_export_formats(formats, data: Mapping | None = None) -> None:
+    """`export_formats` is a list of export formats (forecast.export.ENGINES), and without
+    TorchScript where the data config `data` gives the model covariates (TorchScript exports
+    take x alone): refused before training rather than when the run exports."""
+    from forecast.export import check_formats
+
+    if not OmegaConf.is_list(formats) and not isinstance(formats, (list, tuple)):
+        raise ConfigError(
+            f"export_formats={formats}: give a list, e.g. export_formats=[pt2,onnx] or []"
+        )
+    try:
+        check_formats(list(formats))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    given = [key for key in COVARIATE_KEYS if data is not None and data.get(key)]
+    if "torchscript" in formats and given:
+        raise ConfigError(
+            f"export_formats={list(formats)}: TorchScript exports take no covariates "
+            f"(data.{given[0]} is set); drop torchscript: model.pt2 and model.onnx take the "
+            f"covariates as named inputs"
+        )
 
 
 def check_checkpoint(path: str | None) -> None:

@@ -6,7 +6,8 @@ when `onnx` and `onnxscript` are installed) and `meta.json`. Both models take ra
 [batch, lookback, channels] (float32, any batch) and return raw forecasts [batch, horizon,
 channels] (or [..., quantiles]): the data scaler is inside. Loading needs torch or onnxruntime
 only: no Lightning, no code of ours. `model.pt` (TorchScript, deprecated by torch) is written
-only on request (`torchscript=True`) and read where an older export has one.
+only on request (`export_formats=[pt2, onnx, torchscript]`, or `torchscript=True`) and read
+where an older export has one; `export_formats` chooses what train.py writes ([] for none).
 
 `meta.json` is checked against a schema whenever it is loaded (`load_meta`): a bad field is
 one `ExportError` line naming the file, the field and the fix, and the paths under "files"
@@ -21,6 +22,7 @@ import io
 import json
 import logging
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,8 @@ FORMAT_VERSION = 2  # 2: model.pt2 and the torch.export-based ONNX; 1: TorchScri
 ENGINES = ("pt2", "onnx", "torchscript")
 FILE_NAMES = {"pt2": "model.pt2", "onnx": "model.onnx", "torchscript": "model.pt"}
 MAX_META_BYTES = 16 * 2**20
+# what train.py writes unless told (`export_formats`): ONNX only where onnx is installed
+DEFAULT_FORMATS = ("pt2", "onnx")
 MAX_DEPTH = 32  # nesting of meta.json's values: its config is a few levels deep
 
 
@@ -48,13 +52,16 @@ def export_bundle(
     out_dir: str | Path,
     independent: bool = False,
     torchscript: bool = False,
+    formats: Sequence[str] = DEFAULT_FORMATS,
 ) -> dict[str, Path]:
-    """Write model.pt2, model.onnx (if onnx is installed), model.pt (only with `torchscript`)
-    and meta.json into `out_dir`, each atomically, meta.json last.
+    """Write the `formats` (model.pt2; model.onnx, when onnx and onnxscript are installed;
+    model.pt, TorchScript) and meta.json into `out_dir`, each atomically, meta.json last.
+    `torchscript=True` adds TorchScript to the formats.
 
     `mean`, `scale` [C]: the data scaler (raw = scaled * scale + mean); `independent`: the net
     forecasts one channel at a time (see ScaledForecastNet).
     """
+    formats = check_formats([*formats, *(["torchscript"] if torchscript else [])])
     from forecast.models.network import ScaledForecastNet
 
     out_dir = Path(out_dir)
@@ -65,13 +72,16 @@ def export_bundle(
     example = torch.randn(2, net.lookback, len(mean))
     covariates = covariate_inputs(net)  # name -> shape after the batch
     extra = {name: torch.zeros(2, *shape) for name, shape in covariates.items()}
-    program = _export_program(module, example, extra)
-    written = {"pt2": _write_atomic(out_dir / FILE_NAMES["pt2"], lambda p: _save(program, p))}
-    if _onnx_available():
+    written = {}
+    if "pt2" in formats or "onnx" in formats:
+        program = _export_program(module, example, extra)
+    if "pt2" in formats:
+        written["pt2"] = _write_atomic(out_dir / FILE_NAMES["pt2"], lambda p: _save(program, p))
+    if "onnx" in formats and _onnx_available():
         written["onnx"] = _write_atomic(
             out_dir / FILE_NAMES["onnx"], lambda p: _to_onnx(program, example, extra, p)
         )
-    if torchscript:
+    if "torchscript" in formats:
         if covariates:
             raise ValueError("TorchScript exports take no covariates: export model.pt2")
         written["torchscript"] = _write_atomic(
@@ -92,6 +102,17 @@ def export_bundle(
     return written
 
 
+def check_formats(formats: Sequence[str]) -> list[str]:
+    """`formats` without repeats, each one of ENGINES (a ValueError names the one that is not)."""
+    for name in formats:
+        if name not in ENGINES:
+            raise ValueError(
+                f"export_formats: {name!r} is not an export format; "
+                f"choose from {', '.join(ENGINES)}"
+            )
+    return list(dict.fromkeys(formats))
+
+
 def covariate_inputs(net) -> dict[str, list[int]]:
     """The covariate inputs of `net` (a ForecastNet) by name, each with its shape after the
     batch dimension: past [lookback, Kp], future [lookback + horizon, Kf], static [Ks]."""
@@ -105,16 +126,27 @@ def covariate_inputs(net) -> dict[str, list[int]]:
 
 
 def exportable_copy(net):
-    """A CPU float32 copy of `net` whose recurrent backbone every exporter accepts.
+    """A CPU float32 copy of `net` (a ForecastNet, or an EnsembleNet of them) whose recurrent
+    backbones every exporter accepts.
 
     ONNX's LSTM has no projection, so torch's `nn.LSTM` with `proj_size` does not export to it;
     our reference loop takes its weights unchanged (the state dicts are interchangeable) and
     exports as plain ops. Our own modules export their reference loop by themselves (the fast
     path stands aside while exporting).
     """
-    from forecast.nn import build_backbone
+    from forecast.models.network import ForecastNet
 
     net = copy.deepcopy(net).cpu().float().eval()
+    for module in list(net.modules()):  # a list: the loop replaces modules
+        if isinstance(module, ForecastNet):
+            _exportable_backbone(module)
+    return net
+
+
+def _exportable_backbone(net) -> None:
+    """Give the ForecastNet `net` our LSTMP loop in place of torch's `nn.LSTM` with `proj_size`."""
+    from forecast.nn import build_backbone
+
     rnn = net.rnn
     if isinstance(rnn, torch.nn.LSTM) and rnn.proj_size > 0:
         ours = build_backbone(
@@ -131,7 +163,6 @@ def exportable_copy(net):
         )
         ours.load_state_dict(rnn.state_dict(), strict=True)
         net.rnn = ours.eval()
-    return net
 
 
 def _export_program(module, example, extra: dict) -> torch.export.ExportedProgram:
@@ -141,9 +172,12 @@ def _export_program(module, example, extra: dict) -> torch.export.ExportedProgra
     with warnings.catch_warnings():
         # torch's nn.LSTM / nn.GRU rebuild their `_flat_weights` list in every forward, which
         # the exporter reports as tensors assigned during export; they are the module's own
-        # parameters, exported as such (tests/test_export.py checks the results)
+        # parameters, exported as such (tests/test_export.py checks the results; an ensemble's
+        # members are self.net.members.<k>, tests/test_ensemble.py)
         warnings.filterwarnings(
-            "ignore", r"The tensor attributes self\.net\.rnn\._flat_weights", UserWarning
+            "ignore",
+            r"The tensor attributes self\.net\.(members\.\d+\.)?rnn\._flat_weights",
+            UserWarning,
         )
         return torch.export.export(module, (example,), extra, dynamic_shapes=shapes)
 
@@ -350,6 +384,7 @@ _FIELDS = {
     "covariate_inputs": _object,
     "season": _positive_int,
     "naive_blend": _object,  # a record: the exported network applies it
+    "ensemble": _object,  # a record of an ensemble's members: the exported network holds them
 }
 _OPTIONAL = {
     "quantiles",
@@ -361,6 +396,7 @@ _OPTIONAL = {
     "naive_blend",
     "covariates",
     "covariate_inputs",
+    "ensemble",
 }
 
 
@@ -414,8 +450,11 @@ class ExportedModel:
         self.meta = load_meta(model_dir)
         self.engine = engine
         if engine not in self.meta["files"]:
+            held = ", ".join(self.meta["files"]) or "none"
+            how = " (with onnx and onnxscript installed)" if engine == "onnx" else ""
             raise FileNotFoundError(
-                f"{model_dir} holds no {engine} export (install onnx and onnxscript, re-export)"
+                f"{model_dir} holds no {engine} export (it holds: {held}); choose one of those "
+                f"engines, or train again with export_formats=[{engine}]{how}"
             )
         path = model_dir / self.meta["files"][engine]
         if not path.is_file():

@@ -54,6 +54,13 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path):
     assert last.is_file() and (tmp_path / "ddp" / "export" / "meta.json").is_file()
 
     # the same weights evaluated by one process, every window once
-    one = run_train(tmp_path / "one", f"ckpt_path={last}", val_256, "trainer.limit_val_batches=4")
+    one = conftest.train_here(  # in this process: its imports are most of a small run
+        tmp_path / "one",
+        *TINY,
+        f"ckpt_path={last}",
+        val_256,
+        "trainer.limit_val_batches=4",
+        "export_formats=[]",
+    )
     assert_same(trained, one, ("val",), rel=1e-6)
     assert_same(trained, one, ("test",), rel=1e-3)

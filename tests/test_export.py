@@ -90,6 +90,43 @@ def test_torchscript_only_on_request_and_still_equal(tmp_path):
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_export_formats_write_only_what_is_asked_and_loading_names_what_is_there(tmp_path):
+    """train.py's export_formats: the formats asked for, no other file; a missing engine is
+    one line naming the engines the export holds and the setting that adds it."""
+    from forecast.cli import ConfigError, check_export_formats
+
+    reference = bundle(tmp_path, "gru", 0, "torch", "direct", formats=["onnx"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["meta.json", "model.onnx"]
+    assert json.loads((tmp_path / "meta.json").read_text())["files"] == {"onnx": "model.onnx"}
+    x = np.random.default_rng(0).normal(10, 5, size=(2, 96, 7)).astype("float32")
+    with torch.no_grad():
+        expected = reference(torch.from_numpy(x)).numpy()
+    got = ExportedModel(tmp_path, "onnx").predict(x)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"holds no pt2 export \(it holds: onnx\).*"
+        r"export_formats=\[pt2\]",
+    ):
+        ExportedModel(tmp_path)
+    with pytest.raises(ValueError, match="'pt3' is not an export format; choose from pt2, onnx"):
+        bundle(tmp_path / "bad", "gru", 0, "torch", "direct", formats=["pt2", "pt3"])
+    assert not (tmp_path / "bad").exists()  # refused before anything is written
+    check_export_formats(["pt2", "onnx", "torchscript"])
+    check_export_formats([])
+    for bad, message in ((["pt3"], "'pt3' is not an export format"), ("pt2", "give a list")):
+        with pytest.raises(ConfigError, match=message):
+            check_export_formats(bad)
+    # TorchScript takes x alone: refused up front for a model with covariates, not at its end
+    check_export_formats(["torchscript"], {"calendar": None, "past_covariates": []})
+    with pytest.raises(
+        ConfigError,
+        match=r"TorchScript exports take no covariates \(data."
+        r"calendar is set\); drop torchscript",
+    ):
+        check_export_formats(["pt2", "torchscript"], {"calendar": ["hour"]})
+
+
 def test_wrong_input_shape_is_refused(tmp_path):
     bundle(tmp_path, "gru", 0, "torch", "direct")
     model = ExportedModel(tmp_path)

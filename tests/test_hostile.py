@@ -21,7 +21,7 @@ from forecast import predict as P
 from forecast.config import CONF_DIR
 from forecast.data.errors import DataError
 from forecast.pipeline import train
-from tests.conftest import ROOT
+from tests.conftest import ROOT, train_here
 
 ROWS = 200  # hourly; lookback 24 + horizon 12 fit every part of a 70/10/20 split
 SMALL = ["data=csv", "data.lookback=24", "data.horizon=12"]
@@ -272,23 +272,8 @@ def test_a_forecast_that_is_not_finite_is_never_written(tmp_path, bad):
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("model") / "run"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "train.py",
-            f"hydra.run.dir={run_dir}",
-            "trainer.max_epochs=1",
-            "trainer.limit_train_batches=2",
-            "model.hidden_size=8",
-            "data.horizon=24",
-        ],
-        cwd=ROOT,
-        env={k: v for k, v in os.environ.items() if k != "FORECAST_DATA_DIR"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    tiny = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "model.hidden_size=8"]
+    train_here(run_dir, *tiny, "data.horizon=24")  # train.py's training, in this process
     return run_dir
 
 

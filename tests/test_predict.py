@@ -16,7 +16,7 @@ from forecast.config import CONF_DIR
 from forecast.data.errors import DataError
 from forecast.data.io import Frame
 from forecast.metrics import smape
-from tests.conftest import ROOT, run_script
+from tests.conftest import ROOT, train_here
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +24,7 @@ TINY = ["trainer.max_epochs=1", "trainer.limit_train_batches=3", "model.hidden_s
 
 
 def train(run_dir, *overrides):
-    run_script("train.py", f"hydra.run.dir={run_dir}", *TINY, *overrides)
+    train_here(run_dir, *TINY, *overrides)  # train.py's config and training, in this process
     return run_dir
 
 

@@ -84,6 +84,20 @@ def test_openmp_threads_sleep_when_idle_unless_the_user_chose():
     assert policy(GOMP_SPINCOUNT="300000") == "None"  # libgomp's own spin count, kept
 
 
+@pytest.mark.parametrize("command", ["train", "predict", "sweep"])
+def test_the_commands_import_nothing_heavy_before_prepare_process(command):
+    """torch reads OpenMP's wait policy once, when it is imported, and prepare_process may
+    restart the process: an entry module that imported torch (or Lightning, pandas) first
+    would import it twice per run and, with the restart turned off, ignore the policy."""
+    check = (
+        f"import sys, forecast.commands.{command}; "
+        "print(sorted({'torch', 'pandas', 'pytorch_lightning', 'sklearn'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
 def test_threads_are_torch_s_own_or_a_positive_count():
     before = torch.get_num_threads()
     try:

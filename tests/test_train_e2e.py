@@ -26,8 +26,19 @@ SMALL = [
 ]
 
 
+# for the runs whose export no test looks at (the export takes a third of a small run)
+NO_EXPORT = "export_formats=[]"
+
+
 def run_train(run_dir, *overrides: str) -> dict:
+    """train.py itself, in a new process: what a user runs."""
     return conftest.run_train(run_dir, *SMALL, *overrides)
+
+
+def train_here(run_dir, *overrides: str) -> dict:
+    """The same config and training, in this process (conftest.train_here): for what a run
+    computes and writes, not what the command adds."""
+    return conftest.train_here(run_dir, *SMALL, *overrides)
 
 
 @pytest.mark.parametrize(
@@ -72,7 +83,7 @@ def test_a_run_without_validation_or_test_batches_still_writes_and_exports(tmp_p
     # Lightning's own switches to skip evaluation: the run trains, says what it skipped, and
     # ships the last weights (without validation nothing can pick a best epoch)
     run_dir = tmp_path / "skip"
-    metrics = run_train(
+    metrics = train_here(
         run_dir,
         "trainer.limit_val_batches=0",
         "trainer.limit_test_batches=0",
@@ -88,10 +99,11 @@ def test_a_run_without_validation_or_test_batches_still_writes_and_exports(tmp_p
 
 
 def test_same_seed_gives_same_metrics_and_overrides_apply(tmp_path):
-    overrides = ["data.lookback=48", "data.horizon=24", "seed=7"]
-    first = run_train(tmp_path / "a", *overrides)
-    second = run_train(tmp_path / "b", *overrides)
-    other_seed = run_train(tmp_path / "c", *overrides[:2], "seed=8")
+    overrides = ["data.lookback=48", "data.horizon=24", NO_EXPORT, "seed=7"]
+    first = run_train(tmp_path / "a", *overrides)  # train.py, and in this process twice:
+    second = train_here(tmp_path / "b", *overrides)  # nothing carries over between runs
+    other_seed = train_here(tmp_path / "c", *overrides[:3], "seed=8")
+    assert not (tmp_path / "a" / "export").exists()  # export_formats=[]: nothing exported
     keys = ("val_mse", "val_mae", "test_mse", "test_mae")
     assert {k: first[k] for k in keys} == {k: second[k] for k in keys}
     assert first["test_mse"] != other_seed["test_mse"]
@@ -99,7 +111,7 @@ def test_same_seed_gives_same_metrics_and_overrides_apply(tmp_path):
 
 
 def test_data_path_override_reads_another_file(tmp_path, etth1_csv):
-    metrics = run_train(tmp_path / "p", f"data.path={etth1_csv}", "data.horizon=24")
+    metrics = train_here(tmp_path / "p", f"data.path={etth1_csv}", "data.horizon=24", NO_EXPORT)
     assert metrics["test_windows"] == (14400 - 11520 + 96) - 96 - 24 + 1
 
 
@@ -108,10 +120,11 @@ def test_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path):
         "trainer.limit_train_batches=3",
         "model.head_dropout=0.3",
         "callbacks.early_stopping=null",
+        NO_EXPORT,
     ]
-    whole = run_train(tmp_path / "whole", *common, "trainer.max_epochs=3")
-    run_train(tmp_path / "part", *common, "trainer.max_epochs=1")
-    resumed = run_train(
+    whole = train_here(tmp_path / "whole", *common, "trainer.max_epochs=3")
+    train_here(tmp_path / "part", *common, "trainer.max_epochs=1")
+    resumed = train_here(
         tmp_path / "resumed",
         *common,
         "trainer.max_epochs=3",
@@ -132,7 +145,7 @@ def test_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path):
     ids=("lstm-torch", "lstmp-custom", "gru-custom"),
 )
 def test_bf16_mixed_precision_runs_on_cpu(tmp_path, model):
-    metrics = run_train(tmp_path / "bf16", "trainer.precision=bf16-mixed", *model)
+    metrics = train_here(tmp_path / "bf16", "trainer.precision=bf16-mixed", NO_EXPORT, *model)
     assert math.isfinite(metrics["test_mse"])
     assert (
         yaml.safe_load((tmp_path / "bf16" / "config.yaml").read_text())["trainer"]["precision"]
@@ -146,7 +159,7 @@ def test_m4_hourly_with_a_scaler_per_series_trains_and_exports(tmp_path, shared_
         f"data.path={shared_data / 'M4-Hourly-train.csv'}",
         f"data.test_path={shared_data / 'M4-Hourly-test.csv'}",
     ]
-    metrics = run_train(run_dir, "data=m4_hourly", *env_overrides)
+    metrics = train_here(run_dir, "data=m4_hourly", *env_overrides)
     assert metrics["test_windows"] == metrics["val_windows"] == 414
     assert math.isfinite(metrics["test_smape_original"])
     # MASE divides by the history's own scale: the same on either scale
@@ -158,14 +171,14 @@ def test_m4_hourly_with_a_scaler_per_series_trains_and_exports(tmp_path, shared_
 
 def test_independent_channels_train_and_export(tmp_path):
     run_dir = tmp_path / "independent"
-    metrics = run_train(run_dir, "data.channel_mode=independent", "data.horizon=24")
+    metrics = train_here(run_dir, "data.channel_mode=independent", "data.horizon=24")
     assert metrics["test_windows"] == 7 * ((14400 - 11520 + 96) - 96 - 24 + 1)
     out = ExportedModel(run_dir).predict(np.zeros((1, 96, 7), "float32"))
     assert out.shape == (1, 24, 7)
 
 
 def test_tensorboard_logger_writes_events(tmp_path):
-    run_train(tmp_path / "tb", "logger=tensorboard")
+    train_here(tmp_path / "tb", "logger=tensorboard", NO_EXPORT)
     assert list((tmp_path / "tb" / "tensorboard").rglob("events.out.tfevents.*"))
 
 
@@ -211,7 +224,7 @@ def test_etth1_ms_the_loads_as_past_covariates_and_the_calendar(tmp_path):
     future ones. The export takes them as named inputs and forecasts as the model does."""
     run_dir = tmp_path / "ms"
     loads = "[HUFL,HULL,MUFL,MULL,LUFL,LULL]"
-    metrics = run_train(
+    metrics = train_here(
         run_dir, "data.target=[OT]", f"data.past_covariates={loads}", "data.calendar=[hour]"
     )
     assert math.isfinite(metrics["test_mse"]) and metrics["test_windows"] == 2785

@@ -10,13 +10,18 @@ from tests import conftest
 
 pytestmark = pytest.mark.slow
 
-SMALL = ["model.hidden_size=16", "model.head_dropout=0.3", "callbacks.early_stopping=null"]
+SMALL = [
+    "model.hidden_size=16",
+    "model.head_dropout=0.3",
+    "callbacks.early_stopping=null",
+    "export_formats=[]",  # no test here looks at the export
+]
 WINDOWS, BATCH = 40, 16  # of ETTh1's 8449 training windows
 
 
 def run_train(run_dir, *overrides: str) -> dict:
     subset = [f"data.windows_per_epoch={WINDOWS}", f"data.batch_size={BATCH}"]
-    return conftest.run_train(run_dir, *SMALL, *subset, *overrides)
+    return conftest.train_here(run_dir, *SMALL, *subset, *overrides)
 
 
 def test_an_epoch_is_that_many_windows_and_a_resumed_run_ends_as_an_uninterrupted_one(tmp_path):
