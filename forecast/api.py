@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from forecast.cli import ConfigError, check_export_formats
 from forecast.config import compose_train_config
 from forecast.data.reading import sniff_layout
 
@@ -95,6 +96,12 @@ def fit(
         options["output_dir"] = new_run_dir(Path("outputs"))
     chosen += [f"{OPTIONS[k]}={quote(v)}" for k, v in options.items()]
     cfg = compose_train_config([*chosen, *overrides])
+    check_export_formats(cfg.get("export_formats", ()), cfg.get("data"))
+    if "pt2" not in cfg.export_formats:
+        raise ConfigError(
+            f"export_formats={list(cfg.export_formats)}: fit() returns a Run, which forecasts "
+            f"through the pt2 export; keep pt2 (export_formats=[pt2] or [pt2,onnx])"
+        )
 
     from forecast.pipeline import train  # Lightning is imported for training only
 
@@ -166,7 +173,8 @@ class Run:
 
         A model with future covariates reads them for the horizon from rows after each
         series' last target (the target left empty), in `data` or in `future` (a frame or file
-        of the same columns but the target).
+        of the time column, the future covariates and, for many series, the id and static
+        columns; rows of series `data` does not hold are not read).
 
         `data` has the layout and columns the model was trained on. `backtest=True` returns
         predict.py's backtest instead: forecasts from the last `n_windows` horizons beside the
@@ -174,11 +182,9 @@ class Run:
         reading options (fill, freq, sort, short, ...) as predict.py's `data.<key>` do.
         """
         forecaster = self._forecaster(engine, reading, backtest=backtest, n_windows=n_windows)
-        if future is not None:
-            data = pd.concat([as_table(data), as_table(future)], ignore_index=True)
         if backtest:
-            return forecaster.backtest_table(data)
-        return forecaster.forecast(data)
+            return forecaster.backtest_table(data, future=future)
+        return forecaster.forecast(data, future=future)
 
     def cross_validation(
         self,
@@ -205,6 +211,11 @@ class Run:
         from forecast.data.spec import DataSpec
         from forecast.pipeline import build_model
 
+        if "members" in self.metrics:
+            raise ValueError(
+                f"{self.path} is an ensemble: it has no checkpoint of its own; load a member's, "
+                f"e.g. forecast.load('{self.path / 'members' / '0'}').module()"
+            )
         names = {"best": self.metrics.get("best_checkpoint"), "last": "checkpoints/last.ckpt"}
         if checkpoint not in names:
             raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
@@ -247,13 +258,6 @@ class Run:
     def __repr__(self) -> str:
         shown = {k: self.metrics[k] for k in ("test_mse", "test_mae") if k in self.metrics}
         return f"Run({str(self.path)!r}, {shown})"
-
-
-def as_table(source: pd.DataFrame | str | Path) -> pd.DataFrame:
-    """A frame as it is, or a file read as a frame (forecast.data.io.read_table)."""
-    from forecast.data.io import read_table
-
-    return source if isinstance(source, pd.DataFrame) else read_table(source)
 
 
 def inside(folder: Path, name: str) -> Path:

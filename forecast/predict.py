@@ -731,6 +731,7 @@ class BatchForecaster:
         backtest: bool = False,
         n_windows: int = 3,
         data_options: dict | None = None,
+        future: str | Path | None = None,
         log: Callable[[str], None] = print,
         warn: Callable[[str], None] | None = None,
     ):
@@ -764,6 +765,7 @@ class BatchForecaster:
         self.batch_size, self.format, self.overwrite = batch_size, format, overwrite
         self.backtest, self.n_windows, self.log = backtest, n_windows, log
         self.warn = warn or (lambda message: print(message, file=sys.stderr))
+        self.future = self._check_future(future)
         # what a forecast depends on besides its input and the model, as JSON would give it back
         self.options = json.loads(
             json.dumps(
@@ -773,17 +775,62 @@ class BatchForecaster:
         )
         self.model_dir = str(Path(model_dir).resolve())
 
+    def _check_future(self, future: str | Path | None) -> Path | None:
+        """`future=`: a file of future rows for every input, or a folder with one of each
+        input's name; refused (PredictError) for a model that reads no future covariates."""
+        if future is None:
+            return None
+        self._refuse_unread_future(future)
+        future = Path(future)
+        if not future.exists():
+            raise PredictError(
+                f"future={future}: no such file or folder; give the file of future covariate "
+                f"rows, or a folder with a file of each input's name"
+            )
+        return future
+
+    def _refuse_unread_future(self, future) -> None:
+        """A PredictError where `future` is given to a model that reads no future covariates."""
+        if future is None or self.reads_future:
+            return
+        takes = (
+            "only calendar features, made from the times" if self.covariates.calendar else "none"
+        )
+        shown = "a DataFrame" if isinstance(future, pd.DataFrame) else future
+        raise PredictError(
+            f"future={shown}: this model reads no future covariates (it takes {takes}); "
+            f"remove future="
+        )
+
+    def future_for(self, path: Path) -> Path | None:
+        """The future rows of input `path` (`future=`): the file, or the folder's file of the
+        same name (a DataError for that input when there is none)."""
+        if self.future is None or not self.future.is_dir():
+            return self.future
+        candidate = self.future / path.name
+        if not candidate.is_file():
+            raise DataError(
+                f"{path}: no future covariates for it: {candidate} not found (future= is a "
+                f"folder: give it a file of the same name as each input)"
+            )
+        return candidate
+
     # --- one file or DataFrame (the Python API) -------------------------------------------
 
-    def forecast(self, source: str | Path | pd.DataFrame) -> pd.DataFrame:
-        """The forecast of every series of `source` past its last row, as `run` writes it."""
-        frame, inputs = self.prepare(source)
+    def forecast(
+        self, source: str | Path | pd.DataFrame, future: str | Path | pd.DataFrame | None = None
+    ) -> pd.DataFrame:
+        """The forecast of every series of `source` past its last row, as `run` writes it;
+        `future`: the future covariates' rows in a table of their own (else rows of `source`)."""
+        frame, inputs = self.prepare(source, future=future)
         df = to_long(frame, self.predict_windows(inputs), self.quantiles, self.wide)
         return refuse_non_finite(df, f"{frame.path}: no forecast returned")
 
-    def backtest_table(self, source: str | Path | pd.DataFrame) -> pd.DataFrame:
+    def backtest_table(
+        self, source: str | Path | pd.DataFrame, future: str | Path | pd.DataFrame | None = None
+    ) -> pd.DataFrame:
         """The backtest of `source` over the last `n_windows` horizons, as `run` writes it."""
-        frame, _ = self.prepare(source)
+        frame, _ = self.prepare(source, future=future)
         return backtest_frame(self.windows_table(frame, self.n_windows))
 
     def cross_validation(
@@ -797,14 +844,25 @@ class BatchForecaster:
             raise PredictError(f"n_windows and step must be at least 1, got {n_windows}, {step}")
         return cross_validation_frame(self.windows_table(frame, n_windows, step))
 
-    def read(self, source: str | Path | pd.DataFrame, future_rows: bool = False) -> Frame:
+    def read(
+        self,
+        source: str | Path | pd.DataFrame,
+        future_rows: bool = False,
+        future: str | Path | pd.DataFrame | None = None,
+    ) -> Frame:
         """`source` read with the model's reading options (its columns, for a wide one, and its
         covariates' levels) and checked against the model's frequency; `future_rows`: rows
-        after a series' last target hold its future covariates (Frame.future)."""
+        after a series' last target hold its future covariates (Frame.future), in `source` or
+        in the table `future`."""
         channels = self.meta["channels"] if self.wide else None
         levels = self.covariates.levels
         frame = read(
-            source, self.reading, channels=channels, levels=levels, future_rows=future_rows
+            source,
+            self.reading,
+            channels=channels,
+            levels=levels,
+            future_rows=future_rows,
+            future=future,
         )
         check_frequency(frame, self.meta.get("frequency"))
         return frame
@@ -816,12 +874,14 @@ class BatchForecaster:
         return len(self.covariates.future.names) > len(self.covariates.calendar)
 
     def prepare(
-        self, source, summary: Summary | None = None
+        self, source, summary: Summary | None = None, future=None
     ) -> tuple[Frame, dict[str, np.ndarray]]:
         """The frame of `source` (its history: no future rows) and the inputs of its last
         windows: x [S, lookback, C] and the covariates the model takes; raises DataError for a
-        file that cannot be forecast as asked (backtest included), before any forecast."""
-        frame = self.read(source, future_rows=self.reads_future)
+        file that cannot be forecast as asked (backtest included), before any forecast.
+        `future`: a table of future rows (see `read`)."""
+        self._refuse_unread_future(future)
+        frame = self.read(source, future_rows=self.reads_future, future=future)
         if self.reading.short == "skip":
             frame = self._skip_short(frame, summary or Summary())
         ahead = None
@@ -906,8 +966,13 @@ class BatchForecaster:
                 out = target.parent / name
                 if not out.is_file() or output_identity(out) != identity:
                     return False
+            future = self.future_for(path)
+            if (future is None) != ("future" not in record["input"]):
+                return False
+            if future is not None and not same_input(record["input"]["future"], future):
+                return False
             return same_input(record["input"], path)
-        except (KeyError, TypeError, OSError):
+        except (KeyError, TypeError, OSError, DataError):
             return False  # a malformed record vouches for nothing
 
     def _jobs(self, paths, targets, summary: Summary, progress: Progress) -> Iterator[Job]:
@@ -918,7 +983,10 @@ class BatchForecaster:
                 continue
             try:
                 source = input_identity(path)
-                frame, inputs = self.prepare(path, summary)
+                future = self.future_for(path)
+                if future is not None:  # taken before it is read, like the input's
+                    source["future"] = input_identity(future)
+                frame, inputs = self.prepare(path, summary, future)
             except (DataError, OSError, ValueError) as err:
                 summary.failed[str(path)] = str(err)
                 progress.advance(files=1)

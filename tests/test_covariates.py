@@ -328,19 +328,62 @@ def test_predict_py_reads_future_rows_like_the_api_and_names_what_is_missing(tmp
     inputs.mkdir()
     data.to_csv(inputs / "with_future.csv", index=False)
     history.to_csv(inputs / "no_future.csv", index=False)
-    result = subprocess.run(
-        [sys.executable, "predict.py", f"model_dir={run.path}", f"input={inputs}"]
-        + [f"output={tmp_path / 'out'}", f"hydra.run.dir={tmp_path / 'log'}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 1, result.stderr
-    failed = [line for line in result.stderr.splitlines() if line.startswith("FAILED")]
+
+    def predict_py(output: str, *extra: str) -> list[str]:
+        """predict.py over `inputs` into `output`: it fails one file (exit status 1); the
+        FAILED lines of its stderr."""
+        result = subprocess.run(
+            [sys.executable, "predict.py", f"model_dir={run.path}", f"input={inputs}"]
+            + [f"output={tmp_path / output}", f"hydra.run.dir={tmp_path / 'log' / output}"]
+            + list(extra),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert result.returncode == 1, result.stderr
+        return [line for line in result.stderr.splitlines() if line.startswith("FAILED")]
+
+    failed = predict_py("out")
     assert len(failed) == 1 and "no_future.csv: series 's0' has 0 rows after its last" in failed[0]
     assert "the model needs the future covariates ['promo'] for the 24 steps" in failed[0]
     written = pd.read_csv(tmp_path / "out" / "with_future.forecast.csv")
     expected = run.predict(data)
     assert expected.to_csv(index=False) == written.to_csv(index=False)
     assert run.predict(history, future=data[data["y"].isna()]).equals(expected)
+
+    # future=: the future rows in a file of their own (no target column), or a folder with a
+    # file of each input's name; an input without one fails alone, naming what is missing
+    ahead = data[data["y"].isna()].drop(columns="y")
+    (tmp_path / "ahead").mkdir()
+    ahead.to_csv(tmp_path / "ahead" / "no_future.csv", index=False)
+    failed = predict_py("out2", f"future={tmp_path / 'ahead'}")
+    assert len(failed) == 1 and "with_future.csv: no future covariates for it" in failed[0]
+    written = pd.read_csv(tmp_path / "out2" / "no_future.forecast.csv")
+    assert expected.to_csv(index=False) == written.to_csv(index=False)
+    assert run.predict(history, future=tmp_path / "ahead" / "no_future.csv").equals(expected)
+
+    # what a future file cannot hold: one line naming the file, column and row, and the fix
+    path = tmp_path / "bad_future.csv"
+    gap = ahead.reset_index(drop=True)
+    gap.loc[30, "promo"] = None  # series s1's seventh future hour
+    gap.to_csv(path, index=False)
+    with pytest.raises(
+        DataError,
+        match=r"column 'promo'.*data row 31 \(line 32 of the file\) "
+        r"of .*bad_future.csv",
+    ):
+        run.predict(history, future=path)
+    with_target = data[data["y"].isna()].fillna({"y": 1.0})
+    with pytest.raises(
+        DataError,
+        match=r"the future DataFrame: column 'y', row future.iloc\[0\]: a future row "
+        r"holds a value of the target 'y'",
+    ):
+        run.predict(history, future=with_target)
+    with pytest.raises(DataError, match=r"bad_future.csv: column 'promo' not found"):
+        ahead.drop(columns="promo").to_csv(path, index=False)
+        run.predict(history, future=path)
+    short = ahead.groupby("unique_id").head(20)  # 20 of the 24 hours the model needs
+    with pytest.raises(DataError, match=r"series 's0' has 20 rows after its last target"):
+        run.predict(history, future=short)

@@ -54,6 +54,7 @@ def main(cfg: DictConfig) -> None:
                 n_windows=cfg.n_windows,
                 # null keys (forecast/conf/predict.yaml lists them all) keep the export's options
                 data_options=OmegaConf.to_container(cfg.data, resolve=True),
+                future=cfg.get("future"),
             )
             summary = forecaster.run(cfg.input, cfg.output)
         except (PredictError, ExportError, FileNotFoundError) as err:

@@ -90,6 +90,7 @@ class Frame:
 
 # the name of a DataFrame source in messages and records (its rows are named by df.iloc)
 DATAFRAME = "DataFrame"
+FUTURE_DATAFRAME = "the future DataFrame"  # the API's `future=` frame (with_future)
 
 
 @dataclass
@@ -106,9 +107,19 @@ class Where:
     def is_csv(self) -> bool:
         return not self.path.endswith((".parquet", ".pq"))
 
+    # rows from `future_start` on came from a second source, the future covariates (future=)
+    future_path: str | None = None
+    future_start: int = 0
+    future_rows: np.ndarray | None = None  # the positions in that source of the rows taken
+
     def row(self, row: int) -> str:
+        if self.future_path is not None and row >= self.future_start:
+            position = int(self.future_rows[row - self.future_start])
+            return f"{Where(self.future_path).row(position)} of {self.future_path}"
         if self.path == DATAFRAME:
             return f"row df.iloc[{row}]"
+        if self.path == FUTURE_DATAFRAME:
+            return f"row future.iloc[{row}]"
         if self.is_csv:
             return f"data row {row + 1} (line {row + 2} of the file)"
         return f"data row {row + 1}"
@@ -339,6 +350,7 @@ def read_wide(
     static_covariates: list[str] | None = None,
     levels: dict | None = None,
     future_rows: bool = False,
+    future: str | Path | pd.DataFrame | None = None,
     format: str | None = None,
     freq: str | int | None = None,
     fill: str = "error",
@@ -347,7 +359,8 @@ def read_wide(
     """One series; `target` picks the channels (default: every column but time and covariates).
 
     `covariates` (past) and `future_covariates`: columns beside the target (see Frame); no
-    static covariates in a table of one series.
+    static covariates in a table of one series. `future`: a second table of future rows (see
+    `with_future`).
     """
     df, name = _table(path, format), source_name(path)
     if static_covariates:
@@ -355,14 +368,17 @@ def read_wide(
             f"{name}: static covariates {list(static_covariates)} need many series (the long "
             f"layout: one value per series); a wide table is one series"
         )
-    past, future = list(covariates or []), list(future_covariates or [])
+    past, ahead = list(covariates or []), list(future_covariates or [])
     chosen = _as_list(target)
-    target = chosen or [c for c in df.columns if c not in (time_col, *past, *future)]
-    _require_columns(name, df, [time_col, *target, *past, *future])
+    target = chosen or [c for c in df.columns if c not in (time_col, *past, *ahead)]
+    _require_columns(name, df, [time_col, *target, *past, *ahead])
     if not chosen:
         _refuse_unnamed(name, df, target)
-    columns = Columns(target, past, future, [], levels or {})
-    return _build(name, df, None, time_col, columns, freq, fill, sort, future_rows)
+    columns = Columns(target, past, ahead, [], levels or {})
+    where = Where(name)
+    if future is not None:
+        df = with_future(where, df, future, None, time_col, columns)
+    return _build(name, df, None, time_col, columns, freq, fill, sort, future_rows, where)
 
 
 def read_long(
@@ -376,6 +392,7 @@ def read_long(
     static_covariates: list[str] | None = None,
     levels: dict | None = None,
     future_rows: bool = False,
+    future: str | Path | pd.DataFrame | None = None,
     format: str | None = None,
     freq: str | int | None = None,
     fill: str = "error",
@@ -384,14 +401,56 @@ def read_long(
     """Many series, one row per (series, time); rows of a series need not be adjacent.
 
     `covariates` (past), `future_covariates` and `static_covariates` (constant within each
-    series): columns beside the target (see Frame)."""
+    series): columns beside the target (see Frame). `future`: a second table of future rows
+    (see `with_future`)."""
     df, name = _table(path, format), source_name(path)
     target = _as_list(target or "y")
-    past, future = list(covariates or []), list(future_covariates or [])
+    past, ahead = list(covariates or []), list(future_covariates or [])
     static = list(static_covariates or [])
-    _require_columns(name, df, [id_col, time_col, *target, *past, *future, *static])
-    columns = Columns(target, past, future, static, levels or {})
-    return _build(name, df, id_col, time_col, columns, freq, fill, sort, future_rows)
+    _require_columns(name, df, [id_col, time_col, *target, *past, *ahead, *static])
+    columns = Columns(target, past, ahead, static, levels or {})
+    where = Where(name)
+    if future is not None:
+        df = with_future(where, df, future, id_col, time_col, columns)
+    return _build(name, df, id_col, time_col, columns, freq, fill, sort, future_rows, where)
+
+
+def with_future(
+    where: Where,
+    df: pd.DataFrame,
+    future: str | Path | pd.DataFrame,
+    id_col: str | None,
+    time_col: str,
+    columns: Columns,
+) -> pd.DataFrame:
+    """`df` with the rows of the table `future` after its own: each series' future covariates
+    over the horizon, in a file (or frame) of their own. `future` holds the time column, the
+    future covariates (and, in the long layout, the id and static columns); its target and past
+    covariates are unknown, so their columns are absent or empty. In the long layout only the
+    rows of the series `df` holds are taken (one future file can serve many input files).
+    `where` is told which rows came from `future`, so messages name its rows."""
+    fdf = _table(future, None)  # its format by its own suffix, not the input's data.format
+    fname = FUTURE_DATAFRAME if isinstance(future, pd.DataFrame) else str(future)
+    keys = [id_col] if id_col else []
+    _require_columns(fname, fdf, [*keys, time_col, *columns.future, *columns.static])
+    fwhere = Where(fname)
+    for name in [*columns.target, *columns.past]:
+        if name in fdf.columns:
+            known = np.flatnonzero(fdf[name].notna().to_numpy())
+            if len(known):
+                role = "target" if name in columns.target else "past covariate"
+                raise DataError(
+                    f"{fname}: column {name!r}, {fwhere.row(int(known[0]))}: a future row holds "
+                    f"a value of the {role} {name!r}, which is not known ahead; leave it empty or "
+                    f"drop the column (future rows give the future covariates only)"
+                )
+    rows = np.arange(len(fdf))
+    if id_col:
+        rows = np.flatnonzero(fdf[id_col].astype(str).isin(set(df[id_col].astype(str))))
+    wanted = [*keys, time_col, *columns.future, *columns.static]
+    fdf = fdf[wanted].iloc[rows].reset_index(drop=True)
+    where.future_path, where.future_start, where.future_rows = fname, len(df), rows
+    return pd.concat([df.reset_index(drop=True), fdf], ignore_index=True)
 
 
 @dataclass
@@ -501,9 +560,10 @@ def _build(
     fill: str,
     sort: bool,
     future_rows: bool = False,
+    where: Where | None = None,
 ) -> Frame:
     """Validate a wide or long table and lay its series end to end."""
-    where = Where(path)
+    where = where or Where(path)
     if id_col is None:
         ids, codes = [Path(path).name.split(".")[0]], np.zeros(len(df), dtype=np.int32)
     else:
@@ -587,7 +647,8 @@ def _covariate(where, column: pd.Series, name: str, levels) -> tuple[np.ndarray,
     text = column.astype("string")
     if levels is None:
         levels = tuple(sorted(text.dropna().unique()))
-    codes = pd.Categorical(text, categories=list(levels)).codes  # -1: missing or unknown
+    # -1: missing or unknown (pandas deprecates a Categorical of values outside its categories)
+    codes = pd.Index(list(levels), dtype=object).get_indexer(text.astype(object))
     unknown = (codes < 0) & text.notna().to_numpy()
     if unknown.any():
         row = int(np.argmax(unknown))
@@ -687,6 +748,17 @@ def _offset(freq):
         return None
 
 
+def _infer_offset(index: pd.DatetimeIndex):
+    """pandas' inferred frequency of `index` as an offset, or None. Asks for the offset itself
+    where pandas can give it (3.1 on; its string result is deprecated), else converts the string."""
+    try:
+        with pd.option_context("future.infer_freq_returns_offset", True):
+            guess = pd.infer_freq(index)
+    except pd.errors.OptionError:  # pandas before 3.1: a string
+        guess = pd.infer_freq(index)
+    return None if guess is None else _offset(guess)
+
+
 def _inferred_calendar(times, offsets):
     """The calendar pandas infers from the first rows of the first series with three rows or
     more, if it is one (not a fixed step). A gap among those rows defeats inference: shorter
@@ -697,10 +769,9 @@ def _inferred_calendar(times, offsets):
         return None
     start, length = offsets[longer[0]], lengths[longer[0]]
     for n in (100, 30, 10, 7, 5, 3):
-        guess = pd.infer_freq(pd.DatetimeIndex(times[start : start + min(n, length)]))
-        if guess is not None:
-            offset = _offset(guess)
-            return None if offset is None or fixed_step(offset) is not None else offset
+        offset = _infer_offset(pd.DatetimeIndex(times[start : start + min(n, length)]))
+        if offset is not None:
+            return None if fixed_step(offset) is not None else offset
     return None
 
 

@@ -109,6 +109,7 @@ def read(
     channels: list[str] | tuple[str, ...] | None = None,
     levels: dict | None = None,
     future_rows: bool = False,
+    future: str | Path | pd.DataFrame | None = None,
 ) -> Frame:
     """Read, validate and regularise one table of series into a `Frame`.
 
@@ -116,12 +117,13 @@ def read(
     `channels`: the wide columns a model was trained on, read in that order (batch forecasting).
     `levels`: the categorical covariates' levels a model knows (others are refused).
     `future_rows`: rows at a series' end without a target are its future rows (Frame.future),
-    for forecasting with future covariates.
+    for forecasting with future covariates; `future`: a second table of such rows (a file or a
+    DataFrame: `forecast.data.io.with_future`), read after the first.
     """
     o = options
     common = dict(format=o.format, fill=o.fill)
     if o.layout == "rows":
-        if any(getattr(o, name) for name in COVARIATES):
+        if any(getattr(o, name) for name in COVARIATES) or future is not None:
             raise DataError("data.layout=rows holds values only: it has no covariate columns")
         return read_rows(source, o.id_col, test_path=test_source, **common)
     common.update(
@@ -131,7 +133,8 @@ def read(
         future_covariates=list(o.future_covariates or []),
         static_covariates=list(o.static_covariates or []),
         levels=levels,
-        future_rows=future_rows,
+        future_rows=future_rows or future is not None,
+        future=future,
     )
     time_col = o.time_col or _default_time_col(source, o)
     if o.layout == "long":
