@@ -7,8 +7,11 @@ calls `hydra.utils.instantiate`.
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
+import dataclasses
 import io
+import itertools
 import json
 import logging
 import math
@@ -26,7 +29,7 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import ProgressBar
 
 from forecast.atomic import remove_stale_parts
@@ -35,7 +38,7 @@ from forecast.callbacks import RNGStateCheckpoint
 from forecast.config import register_configs
 from forecast.data.spec import DataSpec
 from forecast.errors import ConfigError
-from forecast.export import export_bundle
+from forecast.export import DEFAULT_FORMATS, export_bundle
 from forecast.versions import versions
 
 log = logging.getLogger(__name__)
@@ -57,13 +60,34 @@ def train(
     `callbacks` join the configured ones (a sweep passes its pruning callback here). `data`, a
     DataFrame, is read in place of `data.path` (the API's `forecast.fit`). `progress`: a progress
     bar (Lightning's TQDM bar, which notebooks show too); None: the configured bar, on a terminal.
+    With `ensemble.*` set, `train_ensemble` trains the members and returns the ensemble's
+    validation MSE.
     """
-    output_dir = Path(cfg.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    for folder in (output_dir, output_dir / "export", output_dir / "checkpoints"):
-        remove_stale_parts(folder)  # what a run killed in this folder left half-written
-    write_atomic(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    refuse_unused_inputs(cfg)
+    members = ensemble_members(cfg)
+    if members is not None:
+        return train_ensemble(cfg, members, callbacks, data=data, progress=progress)
+    return objective_of(fit_run(cfg, callbacks, data=data, progress=progress).metrics)
+
+
+@dataclasses.dataclass
+class Trained:
+    """What `fit_run` leaves in memory: the model (its best weights, blended as validation
+    chose), its set-up DataModule and the metrics it wrote."""
+
+    model: pl.LightningModule
+    datamodule: pl.LightningDataModule
+    metrics: dict
+
+
+def fit_run(
+    cfg: DictConfig,
+    callbacks: list[pl.Callback] | None = None,
+    *,
+    data: pd.DataFrame | None = None,
+    progress: bool | None = None,
+) -> Trained:
+    """One model: fit, evaluate and write its run folder (`train` without an ensemble)."""
+    output_dir = start_run(cfg, ("export", "checkpoints"))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule = construct(cfg.data, "data", **({} if data is None else {"path": data}))
@@ -91,15 +115,11 @@ def train(
         # the best weights are loaded now; with model.naive_blend, blended toward the naive
         # forecast as validation chose, which is what is scored, tested and exported
         blend = model.blend_toward_naive()
+        warn_if_naive_alone(blend, len(datamodule.datasets["val"]))
         if blend is not None:
             val = first(trainer.validate(model, ckpt_path=None, **evaluate))
         test = first(trainer.test(model, ckpt_path=None if blend else ckpt, **evaluate))
-    for split, results in (("val", val), ("test", test)):
-        if not results:
-            log.warning(
-                "no %s batches (trainer.limit_%s_batches=0?): metrics.json has no %s_* metrics",
-                *[split] * 3,
-            )
+    warn_if_unevaluated(val, test)
 
     metrics = {
         **{k: float(v) for k, v in sorted({**val, **test}.items())},
@@ -112,7 +132,80 @@ def train(
         **(blend or {}),
         "versions": versions(),
     }
+    finish_run(cfg, output_dir, metrics, model, datamodule, write=trainer.is_global_zero)
+    return Trained(model, datamodule, metrics)
+
+
+def start_run(cfg: DictConfig, folders: tuple[str, ...]) -> Path:
+    """The run folder `cfg.output_dir`, made, rid of what a run killed there left half-written
+    (in it and in its `folders`), with the run's config.yaml; refuses inputs no model reads."""
+    output_dir = Path(cfg.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for folder in (output_dir, *(output_dir / name for name in folders)):
+        remove_stale_parts(folder)
+    write_atomic(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    refuse_unused_inputs(cfg)
+    return output_dir
+
+
+def finish_run(
+    cfg: DictConfig,
+    output_dir: Path,
+    metrics: dict,
+    model,
+    datamodule,
+    *,
+    write: bool,
+    name: str | None = None,
+    ensemble: dict | None = None,
+) -> None:
+    """Refuse a diverged run, warn when it loses to a naive forecast on validation, then (where
+    `write`: the process of rank zero) write metrics.json, metrics_per_step.csv, forecast.png
+    (titled `name`, else by the model) and export/ (with an ensemble's `ensemble` record)."""
     refuse_diverged(metrics, cfg)
+    warn_if_worse_than_naive(metrics)
+    if write:
+        write_atomic(output_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+        write_atomic(output_dir / "metrics_per_step.csv", per_step_csv(model.test_results))
+        plot_test_windows(model, datamodule, output_dir / "forecast.png", name=name)
+        export(cfg, datamodule.spec, model, output_dir / "export", ensemble=ensemble)
+
+
+def objective_of(metrics: dict) -> float:
+    """A run's objective: its validation MSE (inf where it has none, or not a finite one)."""
+    objective = metrics.get("val_mse", math.inf)
+    return objective if math.isfinite(objective) else float("inf")
+
+
+def warn_if_naive_alone(blend: dict | None, windows: int) -> None:
+    """Say so when validation left the naive forecast alone (model.naive_blend): the run's
+    forecasts are then the naive one's, whatever the network learnt."""
+    if blend is None or blend["naive_weight"] < 1.0:
+        return
+    naive = (
+        "repeating the last value"
+        if blend["naive_blend"] == "last"
+        else f"repeating the last season ({blend['naive_lag']} steps)"
+    )
+    log.warning(
+        "the network did not beat %s significantly on the %d validation windows: the model "
+        "forecasts by %s alone (model.naive_blend=false keeps the network's forecasts)",
+        naive,
+        windows,
+        naive,
+    )
+
+
+def warn_if_unevaluated(val: dict, test: dict) -> None:
+    for split, results in (("val", val), ("test", test)):
+        if not results:
+            log.warning(
+                "no %s batches (trainer.limit_%s_batches=0?): metrics.json has no %s_* metrics",
+                *[split] * 3,
+            )
+
+
+def warn_if_worse_than_naive(metrics: dict) -> None:
     if metrics.get("val_skill", 0.0) < 0:
         log.warning(
             "validation skill %.3f: this model forecasts the validation windows worse than a "
@@ -122,13 +215,6 @@ def train(
             metrics["val_mse_naive_last"],
             metrics["val_mse_naive_seasonal"],
         )
-    if trainer.is_global_zero:
-        write_atomic(output_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-        write_atomic(output_dir / "metrics_per_step.csv", per_step_csv(model.test_results))
-        plot_test_windows(model, datamodule, output_dir / "forecast.png")
-        export(cfg, datamodule.spec, model, output_dir / "export")
-    objective = metrics.get("val_mse", math.inf)
-    return objective if math.isfinite(objective) else float("inf")
 
 
 def refuse_diverged(metrics: dict, cfg: DictConfig) -> None:
@@ -216,13 +302,19 @@ def first(results: list[dict]) -> dict:
     return results[0] if results else {}
 
 
-def export(cfg: DictConfig, spec: DataSpec, model, out_dir: Path) -> None:
+def export(
+    cfg: DictConfig, spec: DataSpec, model, out_dir: Path, ensemble: dict | None = None
+) -> None:
     """Export with the data scaler inside, so the bundle maps raw values to raw forecasts.
 
     A scaler per series cannot travel to series the model has not seen; with RevIN it need not:
     each window is normalised by its own statistics, which cancels any per-series affine scaling,
     so the bundle is exported without one. Without RevIN such a model is not exported.
+    `ensemble`: meta.json's record of an ensemble's members (`train_ensemble`).
     """
+    formats = list(cfg.get("export_formats", DEFAULT_FORMATS))  # a best.yaml of an older sweep
+    if not formats:
+        return
     if spec.per_series:
         if model.net.revin is None:
             log.warning("not exported: scale_by=series needs model.revin=true to serve new series")
@@ -230,8 +322,10 @@ def export(cfg: DictConfig, spec: DataSpec, model, out_dir: Path) -> None:
         mean, scale = np.zeros(len(spec.channels)), np.ones(len(spec.channels))
     else:
         mean, scale = spec.scaler_mean[0], spec.scaler_scale[0]
-    meta = export_meta(cfg, spec, model)
-    export_bundle(model.net, mean, scale, meta, out_dir, independent=spec.independent)
+    meta = export_meta(cfg, spec, model, ensemble)
+    export_bundle(
+        model.net, mean, scale, meta, out_dir, independent=spec.independent, formats=formats
+    )
 
 
 def build_model(node: DictConfig, spec: DataSpec) -> pl.LightningModule:
@@ -288,10 +382,12 @@ def per_step_csv(results: dict[str, torch.Tensor]) -> str:
     return out.getvalue()
 
 
-def plot_test_windows(model, datamodule, path: Path, n_windows: int = 4) -> None:
+def plot_test_windows(
+    model, datamodule, path: Path, n_windows: int = 4, name: str | None = None
+) -> None:
     """History, truth and forecast of a few evenly spaced test windows, last channel, in the
-    original units, on the data's time axis where it has timestamps; titled with the model, the
-    data and the test MSE."""
+    original units, on the data's time axis where it has timestamps; titled with the model (or
+    `name`), the data and the test MSE."""
     from forecast.plots import plot_forecasts, plot_title, window_times
 
     dataset = datamodule.datasets["test"]
@@ -311,14 +407,15 @@ def plot_test_windows(model, datamodule, path: Path, n_windows: int = 4) -> None
         original(y_hat),
         channel,
         path,
-        title=plot_title(model, datamodule),
+        title=plot_title(model, datamodule, name),
         times=window_times(dataset, picks, datamodule.frame.times),
     )
 
 
-def export_meta(cfg: DictConfig, spec: DataSpec, model) -> dict:
+def export_meta(cfg: DictConfig, spec: DataSpec, model, ensemble: dict | None = None) -> dict:
     """meta.json's own fields: what a forecaster of new data needs (the reading options, the
-    frequency and season), the scaler for the record, and the run's whole config."""
+    frequency and season), the scaler for the record, and the run's whole config; an ensemble's
+    record (its members' settings and blends) in place of the one model's naive blend."""
     return {
         "lookback": spec.lookback,
         "horizon": spec.horizon,
@@ -337,7 +434,270 @@ def export_meta(cfg: DictConfig, spec: DataSpec, model) -> dict:
             ),
         },
         "quantiles": list(model.quantiles),
-        "naive_blend": {"weight": float(model.net.naive_weight), "lag": model.net.naive_lag},
+        **({"naive_blend": naive_blend_of(model)} if ensemble is None else {"ensemble": ensemble}),
         "config": OmegaConf.to_container(cfg, resolve=True),
         "versions": versions(),
     }
+
+
+def naive_blend_of(model) -> dict:
+    """The blend toward the naive forecast that a model's network applies (meta.json's)."""
+    return {"weight": float(model.net.naive_weight), "lag": model.net.naive_lag}
+
+
+# -- ensembles -------------------------------------------------------------------------------
+
+# config.yaml's `ensemble` node: lists of member settings (null: the run's own), and how the
+# members' forecasts are combined
+ENSEMBLE_AXES = ("seeds", "lookbacks", "losses")
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """One member of an ensemble: what it trains with besides the run's config."""
+
+    seed: int
+    lookback: int
+    loss: str
+
+
+def ensemble_members(cfg: DictConfig) -> list[Member] | None:
+    """The members `cfg.ensemble` asks for, one per combination of its lists (their product,
+    in the order seeds, lookbacks, losses, the last varying fastest; a list left null is the
+    run's own seed, data.lookback or model.loss); None when every list is null (one model, no
+    ensemble). A setting that cannot work is a one-line ConfigError naming the key and the fix."""
+    node = cfg.get("ensemble")
+    if node is None:  # a config of an older version (a sweep's best.yaml)
+        return None
+    unknown = sorted(set(node) - {*ENSEMBLE_AXES, "combine"})
+    if unknown:
+        raise ConfigError(
+            f"ensemble.{unknown[0]} is not an ensemble option: give ensemble.seeds, "
+            f"ensemble.lookbacks, ensemble.losses or ensemble.combine"
+        )
+    from forecast.models.ensemble import COMBINES
+    from forecast.models.forecaster import LOSSES
+
+    combine = node.get("combine")
+    if combine not in COMBINES:
+        raise ConfigError(
+            f"ensemble.combine={combine}: give ensemble.combine=median or ensemble.combine=mean"
+        )
+    if all(node.get(axis) is None for axis in ENSEMBLE_AXES):
+        return None
+    seeds = ensemble_list(node, "seeds", cfg.seed, int, "integer seeds", "[1,2,3]")
+    lookbacks = ensemble_list(
+        node, "lookbacks", cfg.data.lookback, int, "look-backs in steps", "[96,192]"
+    )
+    losses = ensemble_list(node, "losses", cfg.model.loss, str, "losses", "[mae,mse]")
+    for value in seeds:
+        if value < 0:
+            raise ConfigError(f"ensemble.seeds={list(seeds)}: give seeds of 0 or more")
+    segment = cfg.model.get("segment_len", 1)
+    for value in lookbacks:
+        if value < max(1, segment):
+            raise ConfigError(
+                f"ensemble.lookbacks={list(lookbacks)}: a look-back of {value} is shorter than "
+                f"model.segment_len={segment}; give look-backs of at least {max(1, segment)} "
+                f"steps, or lower model.segment_len"
+            )
+    for value in losses:
+        if value not in LOSSES:
+            raise ConfigError(
+                f"ensemble.losses={list(losses)}: {value!r} is not a loss; choose from "
+                f"{', '.join(LOSSES)}"
+            )
+    if "quantile" in losses and len(set(losses)) > 1:
+        raise ConfigError(
+            f"ensemble.losses={list(losses)}: quantile members forecast quantiles, the others "
+            f"one value; ensemble members of one kind (all quantile, or none)"
+        )
+    if cfg.get("ckpt_path") is not None:
+        raise ConfigError(
+            f"ckpt_path={cfg.ckpt_path}: an ensemble trains its members from the start; resume "
+            f"one model without ensemble.*, or drop ckpt_path"
+        )
+    strategy, devices = str(cfg.trainer.get("strategy", "auto")), cfg.trainer.get("devices", 1)
+    if strategy.startswith("ddp") or (isinstance(devices, int) and devices > 1):
+        raise ConfigError(
+            f"trainer.strategy={strategy} trainer.devices={devices}: an ensemble trains its "
+            f"members one after another in this process, on one device; give trainer.devices=1 "
+            f"(or train the members as runs of their own)"
+        )
+    return [Member(*values) for values in itertools.product(seeds, lookbacks, losses)]
+
+
+def ensemble_list(node: DictConfig, name: str, default, kind: type, what: str, example: str):
+    """`ensemble.<name>`: a list of distinct values of `kind`; `[default]` when null."""
+    value = node.get(name)
+    if value is None:
+        return [default]
+    fix = f"give a list of {what}, e.g. ensemble.{name}={example}, or null for the run's own"
+    if not OmegaConf.is_list(value):
+        raise ConfigError(f"ensemble.{name}={value}: {fix}")
+    values = list(value)
+    if not values:
+        raise ConfigError(f"ensemble.{name}=[]: {fix}")
+    for item in values:
+        if not isinstance(item, kind) or isinstance(item, bool):
+            raise ConfigError(f"ensemble.{name}={values}: {item!r} is not one of the {what}; {fix}")
+    if len(set(values)) < len(values):
+        raise ConfigError(
+            f"ensemble.{name}={values}: a value given twice would train the same member twice; "
+            f"give each once"
+        )
+    return values
+
+
+def member_config(cfg: DictConfig, member: Member, folder: Path) -> DictConfig:
+    """The run config of one member: the ensemble's, with the member's seed, look-back and loss,
+    written to `folder`, itself no ensemble. Members export model.pt2 (so that `forecast.load`
+    forecasts with each) when the ensemble exports anything; the ensemble's bundle is the one
+    that ships, with ONNX."""
+    member_cfg = copy.deepcopy(cfg)
+    formats = list(cfg.get("export_formats", DEFAULT_FORMATS))
+    with open_dict(member_cfg):
+        member_cfg.output_dir = str(folder)
+        member_cfg.seed = member.seed
+        member_cfg.data.lookback = member.lookback
+        member_cfg.model.loss = member.loss
+        member_cfg.ensemble = {axis: None for axis in ENSEMBLE_AXES} | {
+            "combine": cfg.ensemble.combine
+        }
+        member_cfg.export_formats = ["pt2"] if formats else []
+    return member_cfg
+
+
+def train_ensemble(
+    cfg: DictConfig,
+    members: list[Member],
+    callbacks: list[pl.Callback] | None = None,
+    *,
+    data: pd.DataFrame | None = None,
+    progress: bool | None = None,
+) -> float:
+    """Train each member as a run of its own in `<run>/members/<k>/`, then evaluate their
+    combination (`forecast.models.ensemble.EnsembleNet`) on the validation and test windows of
+    the longest look-back (the same targets as every member's: the splits end where they end
+    whatever the look-back) and write the run folder as a single model's: metrics.json (with
+    each member's scores under `members`), metrics_per_step.csv, forecast.png and one export
+    that takes the longest look-back. Returns the ensemble's validation MSE.
+
+    `callbacks` join the first member's trainer only (a sweep's pruner then follows one learning
+    curve per trial, not K curves on one step count)."""
+    from forecast.models import Forecaster
+    from forecast.models.ensemble import EnsembleNet
+
+    output_dir = start_run(cfg, ("export",))
+    start = time.perf_counter()
+    longest = max(member.lookback for member in members)
+    runs: list[Trained] = []
+    for k, member in enumerate(members):
+        log.info(
+            "ensemble member %d of %d: seed %d, look-back %d, loss %s",
+            k + 1,
+            len(members),
+            member.seed,
+            member.lookback,
+            member.loss,
+        )
+        run = fit_run(
+            member_config(cfg, member, output_dir / "members" / str(k)),
+            callbacks if k == 0 else None,
+            data=data,
+            progress=progress,
+        )
+        runs.append(run)
+    # the longest look-back's data: every member's windows end where its windows end
+    datamodule = next(
+        r.datamodule for r, m in zip(runs, members, strict=True) if m.lookback == longest
+    )
+    refuse_different_data(members, [r.datamodule.spec for r in runs], datamodule.spec)
+    quantile = members[0].loss == "quantile"
+    net = EnsembleNet([r.model.net for r in runs], cfg.ensemble.combine)
+    model = Forecaster(
+        datamodule.spec,
+        net=net,
+        loss="quantile" if quantile else "mse",  # not trained: only its quantiles matter
+        quantiles=list(cfg.model.get("quantiles", (0.1, 0.5, 0.9))),
+        season=cfg.model.get("season"),
+        naive_blend=False,  # each member blends as its own validation chose
+    )
+    trainer = instantiate(
+        cfg.trainer,
+        # the members' progress bar, nothing that would checkpoint or stop
+        callbacks=[c for c in build_callbacks(cfg, progress) if isinstance(c, ProgressBar)],
+        logger=False,
+        enable_checkpointing=False,
+        default_root_dir=str(output_dir),
+        enable_progress_bar=sys.stdout.isatty() if progress is None else progress,
+    )
+    with no_nan_fill():
+        val = first(trainer.validate(model, datamodule=datamodule, verbose=False))
+        test = first(trainer.test(model, datamodule=datamodule, verbose=False))
+    warn_if_unevaluated(val, test)
+
+    rows = [member_row(k, m, r.metrics) for k, (m, r) in enumerate(zip(members, runs, strict=True))]
+    metrics = {
+        **{k: float(v) for k, v in sorted({**val, **test}.items())},
+        "val_windows": len(datamodule.datasets["val"]),
+        "test_windows": len(datamodule.datasets["test"]),
+        "epochs": sum(r.metrics["epochs"] for r in runs),
+        "fit_seconds": round(sum(r.metrics["fit_seconds"] for r in runs), 3),
+        "wall_seconds": round(time.perf_counter() - start, 3),
+        "ensemble_size": len(members),
+        "ensemble_combine": cfg.ensemble.combine,
+        **{
+            f"member_{key}_mean": float(np.mean([row[key] for row in rows]))
+            for key in ("val_mse", "test_mse")
+            if all(key in row for row in rows)
+        },
+        "members": rows,
+        "versions": versions(),
+    }
+    record = {
+        "combine": cfg.ensemble.combine,
+        "members": [
+            {**{k: row[k] for k in ("run", "seed", "lookback", "loss")}, "naive_blend": blend}
+            for row, blend in zip(rows, (naive_blend_of(r.model) for r in runs), strict=True)
+        ],
+    }
+    name = f"{cfg.ensemble.combine} of {len(members)} {cfg.model.cell} ({cfg.model.impl})"
+    write = trainer.is_global_zero
+    finish_run(cfg, output_dir, metrics, model, datamodule, write=write, name=name, ensemble=record)
+    return objective_of(metrics)
+
+
+MEMBER_METRICS = ("val_mse", "val_mae", "test_mse", "test_mae", "test_skill", "naive_weight")
+
+
+def member_row(k: int, member: Member, metrics: dict) -> dict:
+    """What metrics.json's `members` says of member `k`: its settings, folder and scores."""
+    return {
+        "run": f"members/{k}",
+        **dataclasses.asdict(member),
+        **{key: metrics[key] for key in MEMBER_METRICS if key in metrics},
+        "epochs": metrics["epochs"],
+        "fit_seconds": metrics["fit_seconds"],
+    }
+
+
+def refuse_different_data(members: list[Member], specs: list[DataSpec], ours: DataSpec) -> None:
+    """The members must have seen the same series, scaled alike, with the same covariates: the
+    ensemble's export holds one scaler. Only data.short=skip can make them differ (it leaves out
+    the series too short for a look-back)."""
+    for member, spec in zip(members, specs, strict=True):
+        same = (
+            spec.channels == ours.channels
+            and spec.series_ids == ours.series_ids
+            and spec.covariates == ours.covariates
+            and np.array_equal(spec.scaler_mean, ours.scaler_mean)
+            and np.array_equal(spec.scaler_scale, ours.scaler_scale)
+        )
+        if not same:
+            raise ConfigError(
+                f"ensemble.lookbacks: the member of look-back {member.lookback} was trained on "
+                f"other series than the one of look-back {ours.lookback} (data.short=skip leaves "
+                f"out series too short for a look-back); give look-backs that every series is "
+                f"long enough for"
+            )
