@@ -192,3 +192,27 @@ def test_diebold_mariano_against_numpy():
     assert M.diebold_mariano(torch.tensor(d), lag=lag).item() == pytest.approx(expected, rel=1e-10)
     assert M.diebold_mariano(torch.zeros(10), lag=3).item() == 0.0
     assert M.diebold_mariano(torch.full((10,), -2.0), lag=3).item() == -np.inf
+
+
+def test_the_blend_test_takes_the_small_sample_correction():
+    """Harvey, Leybourne and Newbold's factor, by hand, and what the metric's blend statistic is:
+    the Newey-West statistic of the per-window differences times it."""
+    assert M.small_sample_factor(205, 96) == pytest.approx(
+        np.sqrt((205 + 1 - 192 + 96 * 95 / 205) / 205), rel=1e-12
+    )
+    for n in (10, 191):  # fewer than two windows that do not overlap: nothing is significant
+        assert M.small_sample_factor(n, 96) == 0.0
+    assert M.small_sample_factor(192, 96) < M.small_sample_factor(2785, 96) < 1
+    g = torch.Generator().manual_seed(0)
+    history = torch.randn(60, 24, 2, generator=g, dtype=torch.float64).cumsum(1)
+    y = history[:, -1:] + torch.randn(60, 6, 2, generator=g, dtype=torch.float64).cumsum(1)
+    y_hat = y + 0.5 * torch.randn(60, 6, 2, generator=g, dtype=torch.float64)
+    metric = M.ForecastMetrics(horizon=6, season=1)
+    metric.update(y_hat, y, history)
+    result = metric.compute()
+    w = result["blend_weight_last"]
+    naive = history[:, -1:].expand_as(y)
+    blend = (1 - w) * y_hat + w * naive
+    d = (((blend - y) ** 2) - ((naive - y) ** 2)).sum(dim=(1, 2))
+    expected = M.diebold_mariano(d, lag=5) * M.small_sample_factor(60, 6)
+    assert result["blend_t_last"].item() == pytest.approx(expected.item(), rel=1e-9)

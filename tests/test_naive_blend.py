@@ -70,14 +70,18 @@ def random_walks(n=1500, k=2, drift=0.0, seed=0) -> pd.DataFrame:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("drift", [0.0, 0.3], ids=["walk", "drift"])
-def test_default_models_do_not_lose_to_naive_on_random_walks(tmp_path, drift):
+def test_default_models_do_not_lose_to_naive_on_random_walks(tmp_path, drift, caplog):
     """Shipped defaults (the horizon shortened to fit the series), nothing tuned: validation
-    and test skill are not negative, and the export forecasts with the chosen blend."""
+    and test skill are not negative, the export forecasts with the chosen blend, and a run whose
+    forecasts are the naive one's alone says so."""
     df = random_walks(drift=drift)
-    run = forecast.fit(df, horizon=24, output_dir=tmp_path / "run", progress=False)
+    with caplog.at_level("WARNING", logger="forecast.pipeline"):
+        run = forecast.fit(df, horizon=24, output_dir=tmp_path / "run", progress=False)
     metrics = run.metrics
     assert metrics["val_skill"] >= 0 and metrics["test_skill"] >= 0, metrics
     assert metrics["naive_blend"] in ("last", "seasonal") and 0 <= metrics["naive_weight"] <= 1
+    said = "the model forecasts by repeating the last" in caplog.text
+    assert said == (metrics["naive_weight"] == 1.0), (metrics["naive_weight"], caplog.text)
     module = run.module()
     assert float(module.net.naive_weight) == pytest.approx(metrics["naive_weight"])
     future = run.predict(df)
