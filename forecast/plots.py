@@ -71,8 +71,9 @@ def plot_forecasts(
     plt.close(fig)
 
 
-def plot_title(model, datamodule) -> str:
-    """The model, the data and the test score: "lstm (torch) on ETTh1.csv, test MSE 0.391"."""
+def plot_title(model, datamodule, name: str | None = None) -> str:
+    """The model (or `name`), the data and the test score: "lstm (torch) on ETTh1.csv, test MSE
+    0.391"."""
     hparams = model.hparams
     from forecast.data.io import source_name
 
@@ -80,7 +81,8 @@ def plot_title(model, datamodule) -> str:
     data = Path(source_name(source)).name
     mse = model.test_results.get("test_mse")
     score = f", test MSE {float(mse):.4g}" if mse is not None else ""
-    return f"{hparams.get('cell', 'model')} ({hparams.get('impl', '?')}) on {data}{score}"
+    name = name or f"{hparams.get('cell', 'model')} ({hparams.get('impl', '?')})"
+    return f"{name} on {data}{score}"
 
 
 def window_times(dataset, picks: list[int], times: np.ndarray):

@@ -58,17 +58,36 @@ def run_summary(run_dir: Path, predict: str = "python predict.py") -> str:
     else:
         scores = "no test metrics (no test batches were run)"
     epochs = f"; {metrics['epochs']} epoch(s) in {metrics['fit_seconds']:.0f} s" if metrics else ""
+    ensemble = "ensemble_size" in metrics
+    if ensemble:  # the epochs and seconds are the members' together
+        mean = metrics.get("member_test_mse_mean")
+        members = f" (their test MSE {mean:.4g} on average)" if mean is not None else ""
+        epochs = (
+            f"; {metrics['ensemble_combine']} of {metrics['ensemble_size']} members{members}"
+            f"{epochs}"
+        )
     folder = shown_path(run_dir)
-    written = ["metrics.json", "forecast.png", "checkpoints/", "export/"]
+    exported = (Path(run_dir) / "export" / "meta.json").is_file()
+    written = [
+        "metrics.json",
+        "forecast.png",
+        "members/" if ensemble else "checkpoints/",
+        "export/",
+    ]
     if not (Path(run_dir) / "forecast.png").is_file():  # the `plots` extra is not installed
         written.remove("forecast.png")
+    if not exported:
+        written.remove("export/")
     lines = [f"done: {scores}{epochs}", f"run folder: {folder} ({', '.join(written)})"]
-    if (Path(run_dir) / "export" / "meta.json").is_file():
+    if exported:
         lines.append(
             f"next: {predict} model_dir={folder} input=<file, folder or glob> output=<folder>"
         )
     else:
-        lines.append("next: this run has no export/ to forecast with (see the warnings above)")
+        lines.append(
+            "next: this run has no export/ to forecast with (export_formats=[], or see the "
+            "warnings above)"
+        )
     return "\n".join(lines)
 
 

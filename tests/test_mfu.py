@@ -15,7 +15,7 @@ from forecast.models.network import ForecastNet
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from mfu import count_step  # noqa: E402
+from mfu import count_step, emulated_precisions  # noqa: E402
 
 BATCH = 16
 
@@ -69,3 +69,15 @@ def test_torchs_modules_hide_only_the_fused_lstm_from_the_counter(cell, options)
     # oneDNN's fused LSTM runs the plain LSTM's encoder; LSTMP and GRU run as public ops
     hidden = hand["encoder"] if cell == "lstm" else 0
     assert seen == sum(hand.values()) - hidden
+
+
+def test_a_precision_slower_than_float32_is_emulated_and_gets_no_mfu():
+    """bfloat16 on a CPU without bfloat16 instructions: its product peak is below float32's,
+    and a step's rate against it (300-450% on such a host) would be no utilisation."""
+    native = {"32-true": {"macs_per_s": 80e9}, "bf16-mixed": {"macs_per_s": 160e9}}
+    assert emulated_precisions(native) == set()
+    emulated = {"32-true": {"macs_per_s": 80e9}, "bf16-mixed": {"macs_per_s": 0.5e9}}
+    assert emulated_precisions(emulated) == {"bf16-mixed"}
+    assert (
+        emulated_precisions({"bf16-mixed": {"macs_per_s": 0.5e9}}) == set()
+    )  # nothing to judge by
