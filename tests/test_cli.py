@@ -1,6 +1,7 @@
 """A user's configuration mistakes: one line on stderr naming the key and the fix, exit status 2,
 no traceback; and each entry point's --help."""
 
+import json
 import os
 import subprocess
 import sys
@@ -24,52 +25,85 @@ def refused(*args: str) -> str:
     return lines[0]
 
 
+MISTAKES = [
+    (
+        ["predict.py"],
+        "predict.py: model_dir, input and output are not set: give model_dir=",
+    ),
+    (["predict.py", "model_dir=run"], "predict.py: input and output are not set"),
+    (["train.py", "data=csv"], "train.py: data.path is not set: give data.path="),
+    (
+        ["train.py", "data.calendar=[hour,fortnight]"],
+        "train.py: data.calendar=['hour', 'fortnight']: fortnight is not a calendar feature",
+    ),
+    (
+        ["train.py", "model.hiden_size=64"],
+        "train.py: model.hiden_size is not a key of this config: did you mean model.hidden_size?",
+    ),
+    (["train.py", "modle=gru"], "did you mean model?"),
+    (
+        ["train.py", "model=lstx"],
+        "train.py: model=lstx: model has no option 'lstx'; choose one of gru, lstm, lstmp",
+    ),
+    (["train.py", "data.lookback=abc"], "data.lookback=abc: data.lookback takes an integer"),
+    (["train.py", "trainer.max_epochs=1.5"], "trainer.max_epochs takes an integer or null"),
+    (["train.py", "threads=0"], "threads=0: give auto or a positive number of threads"),
+    (["train.py", "data.horizon=0"], "data.horizon=0: give a positive number of steps"),
+    (["train.py", "ckpt_path=nowhere/last.ckpt"], "ckpt_path=nowhere/last.ckpt: no such file"),
+    (["train.py", "data.calendar=[hour"], "cannot read 'data.calendar=[hour'"),
+    (["train.py", "model.cell=lstx"], "model: cell must be one of"),
+    (["train.py", "+model.colour=red"], "model.colour is not an option here: remove it"),
+    (["predict.py", "model=gru"], "model is not a config group of this app"),
+    (
+        ["predict.py", "model_dir=a", "input=b", "output=c", "batch_size=big"],
+        "batch_size=big: batch_size takes an integer",
+    ),
+    (["sweep.py", "sweep.n_trials=many"], "sweep.n_trials=many: sweep.n_trials takes an"),
+    (["sweep.py", "sweep.timeout=soon"], "sweep.timeout takes a number or null"),
+    (["sweep.py", "trainer=ddp"], "sweep trials run in one process"),
+]
+
+
+@pytest.fixture(scope="module")
+def mistakes_refused(tmp_path_factory) -> list[dict]:
+    """Every command line of MISTAKES, run as the user would run it, each in its own process
+    (forked from one that imported the entry points once: tests/entry_children.py)."""
+    runs = tmp_path_factory.mktemp("mistakes")
+    cases = [[*args, f"hydra.run.dir={runs / str(k)}"] for k, (args, _) in enumerate(MISTAKES)]
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.entry_children"],
+        cwd=ROOT,
+        input=json.dumps(cases),
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("args", "expected"),
-    [
-        (
-            ["predict.py"],
-            "predict.py: model_dir, input and output are not set: give model_dir=",
-        ),
-        (["predict.py", "model_dir=run"], "predict.py: input and output are not set"),
-        (["train.py", "data=csv"], "train.py: data.path is not set: give data.path="),
-        (
-            ["train.py", "data.calendar=[hour,fortnight]"],
-            "train.py: data.calendar=['hour', 'fortnight']: fortnight is not a calendar feature",
-        ),
-        (
-            ["train.py", "model.hiden_size=64"],
-            "train.py: model.hiden_size is not a key of this config: did you mean "
-            "model.hidden_size?",
-        ),
-        (["train.py", "modle=gru"], "did you mean model?"),
-        (
-            ["train.py", "model=lstx"],
-            "train.py: model=lstx: model has no option 'lstx'; choose one of gru, lstm, lstmp",
-        ),
-        (["train.py", "data.lookback=abc"], "data.lookback=abc: data.lookback takes an integer"),
-        (["train.py", "trainer.max_epochs=1.5"], "trainer.max_epochs takes an integer or null"),
-        (["train.py", "threads=0"], "threads=0: give auto or a positive number of threads"),
-        (["train.py", "data.horizon=0"], "data.horizon=0: give a positive number of steps"),
-        (["train.py", "ckpt_path=nowhere/last.ckpt"], "ckpt_path=nowhere/last.ckpt: no such file"),
-        (["train.py", "data.calendar=[hour"], "cannot read 'data.calendar=[hour'"),
-        (["train.py", "model.cell=lstx"], "model: cell must be one of"),
-        (["train.py", "+model.colour=red"], "model.colour is not an option here: remove it"),
-        (["predict.py", "model=gru"], "model is not a config group of this app"),
-        (
-            ["predict.py", "model_dir=a", "input=b", "output=c", "batch_size=big"],
-            "batch_size=big: batch_size takes an integer",
-        ),
-        (["sweep.py", "sweep.n_trials=many"], "sweep.n_trials=many: sweep.n_trials takes an"),
-        (["sweep.py", "sweep.timeout=soon"], "sweep.timeout takes a number or null"),
-        (["sweep.py", "trainer=ddp"], "sweep trials run in one process"),
-    ],
+    ("k", "args", "expected"),
+    [(k, *case) for k, case in enumerate(MISTAKES)],
+    ids=[" ".join(args) for args, _ in MISTAKES],
 )
-def test_a_config_mistake_is_one_line_with_exit_status_2(args, expected, tmp_path):
-    line = refused(*args, f"hydra.run.dir={tmp_path}")
-    assert line.startswith(args[0] + ": ")
-    assert expected in line
+def test_a_config_mistake_is_one_line_with_exit_status_2(mistakes_refused, k, args, expected):
+    run = mistakes_refused[k]
+    assert run["status"] == 2, (run["status"], run["stderr"][-3000:])
+    lines = run["stderr"].splitlines()
+    assert len(lines) == 1, run["stderr"]
+    assert "Traceback" not in run["stdout"]
+    assert lines[0].startswith(args[0] + ": ")
+    assert expected in lines[0]
+
+
+@pytest.mark.slow
+def test_a_mistake_is_refused_alike_by_a_new_interpreter(mistakes_refused, tmp_path):
+    # the forked children above skip the interpreter's start and the allocator's restart
+    k = next(k for k, (args, _) in enumerate(MISTAKES) if "model.hiden_size=64" in args)
+    line = refused(*MISTAKES[k][0], f"hydra.run.dir={tmp_path}")
+    assert line == mistakes_refused[k]["stderr"].strip()
 
 
 @pytest.mark.slow
