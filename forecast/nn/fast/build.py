@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).with_name("csrc") / "rnn.cpp"
-# generous against a loaded machine (a build takes ~20 s idle, ~90 s under load here)
+# generous against a loaded machine (a build takes ~30 s idle, ~60 s under load here)
 LOCK_TIMEOUT_S = 600.0
 # compiler flags per CPU capability torch itself detected; the capability is part of the
 # extension's name, so machines sharing one cache folder never load each other's build
@@ -127,7 +127,7 @@ def _build(name: str, source: Path, folder: Path):
     bin_dir = str(Path(sys.executable).parent)
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
-    _log.info("compiling the C++ LSTM and GRU kernels (once per machine and torch version, ~20 s)")
+    _log.info("compiling the C++ LSTM and GRU kernels (once per machine and torch version, ~30 s)")
     try:
         module = cpp_extension.load(
             name,
