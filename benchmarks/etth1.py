@@ -49,6 +49,15 @@ def run(model: str, horizon: int, seed: int, out: Path, extra: list[str]) -> dic
     return metrics
 
 
+def mean_of(runs: list[dict], key: str) -> str:
+    """The runs' mean of `key` (skill against the better naive forecast), or - where a run has
+    none (no validation or test windows)."""
+    values = [r.get(key) for r in runs]
+    if any(v is None for v in values):
+        return "-"
+    return f"{statistics.mean(values):.3f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["lstm", "lstmp", "gru"])
@@ -81,9 +90,9 @@ def main() -> None:
     )
     print(
         "| model | horizon | test MSE (mean ± sd) | test MAE | target | DLinear | SegRNN "
-        "| epochs | train s / run |"
+        "| val skill | test skill | epochs | train s / run |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     seeds = range(1, args.seeds + 1)
     pool = ThreadPoolExecutor(max_workers=args.jobs)
     pending = {
@@ -102,6 +111,7 @@ def main() -> None:
                 f"| {model} | {horizon} | {statistics.mean(mse):.4f} ± {spread:.4f} "
                 f"| {statistics.mean(mae):.4f} | {TARGETS.get(horizon, '-')} "
                 f"| {DLINEAR.get(horizon, '-')} | {SEGRNN.get(horizon, '-')} "
+                f"| {mean_of(runs, 'val_skill')} | {mean_of(runs, 'test_skill')} "
                 f"| {statistics.mean(r['epochs'] for r in runs):.1f} "
                 f"| {statistics.mean(r['fit_seconds'] for r in runs):.0f} |",
                 flush=True,

@@ -13,6 +13,7 @@ and published results.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -70,10 +71,26 @@ def train_and_forecast(model: str, out: Path, train_path: Path, test_path: Path,
     if result.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{result.stderr[-3000:]}")
     seconds = time.perf_counter() - start
+    metrics = json.loads((run_dir / "metrics.json").read_text())
     BatchForecaster(run_dir, log=lambda message: None).run(train_path, run_dir / "forecasts")
     frame = pd.read_csv(run_dir / "forecasts" / f"{train_path.name.split('.')[0]}.forecast.csv")
     table = frame.pivot(index="unique_id", columns="step", values="y_hat")
-    return {sid: table.loc[sid].to_numpy(float) for sid in table.index}, seconds
+    return {sid: table.loc[sid].to_numpy(float) for sid in table.index}, seconds, metrics
+
+
+def skill_cells(metrics: dict | None) -> str:
+    """val skill | test skill | the naive blend's weight (of train.py's metrics.json)."""
+    if metrics is None:
+        return "- | - | -"
+    cells = [metrics.get("val_skill"), metrics.get("test_skill")]
+    text = [("-" if v is None else f"{v:.3f}") for v in cells]
+    weight = metrics.get("naive_weight")
+    if weight is None:
+        text.append("-")
+    else:
+        lag = "last" if metrics.get("naive_blend") == "last" else f"lag {metrics.get('naive_lag')}"
+        text.append(f"{weight:.3f} ({lag})")
+    return " | ".join(text)
 
 
 def main() -> None:
@@ -98,22 +115,31 @@ def main() -> None:
     naive2_smape, naive2_mase = score(
         baseline(lambda h: naive2(h, HORIZON, SEASON), train), train, test
     )
-    rows = [("Naive2 (ours)", naive2_smape, naive2_mase, "-")]
+    rows = [("Naive2 (ours)", naive2_smape, naive2_mase, "-", None)]
     snaive = score(baseline(lambda h: seasonal_naive(h, HORIZON, SEASON), train), train, test)
-    rows.append(("seasonal naive (ours)", *snaive, "-"))
+    rows.append(("seasonal naive (ours)", *snaive, "-", None))
     for model in args.models:
-        forecasts, seconds = train_and_forecast(model, out, train_path, test_path, extra)
-        rows.append((f"forecast {model}", *score(forecasts, train, test), f"{seconds:.0f}"))
-    rows += [(f"{name} (published)", *values, "-") for name, values in PUBLISHED.items()]
+        forecasts, seconds, metrics = train_and_forecast(model, out, train_path, test_path, extra)
+        scores = score(forecasts, train, test)
+        rows.append((f"forecast {model}", *scores, f"{seconds:.0f}", metrics))
+    rows += [(f"{name} (published)", *values, "-", None) for name, values in PUBLISHED.items()]
 
     print(
         f"# M4 Hourly, 414 series, horizon 48; {os.cpu_count()} cores; overrides: {' '.join(extra)}"
     )
-    print("| method | sMAPE | MASE | OWA | train + test s |")
-    print("| --- | --- | --- | --- | --- |")
-    for name, smape_value, mase_value, seconds in rows:
+    # skill: 1 - MSE / the better naive forecast's MSE, on the normalised validation and test
+    # windows of train.py (metrics.json); naive weight: how much of that naive forecast the
+    # model's forecasts blend in (model.naive_blend)
+    print(
+        "| method | sMAPE | MASE | OWA | val skill | test skill | naive weight | train + test s |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name, smape_value, mase_value, seconds, metrics in rows:
         value = owa(smape_value, mase_value, naive2_smape, naive2_mase)
-        print(f"| {name} | {smape_value:.3f} | {mase_value:.3f} | {value:.3f} | {seconds} |")
+        print(
+            f"| {name} | {smape_value:.3f} | {mase_value:.3f} | {value:.3f} "
+            f"| {skill_cells(metrics)} | {seconds} |"
+        )
     print(f"\nrun directories: {out}")
 
 

@@ -36,8 +36,15 @@ def test_predict_speed_prints_both_engines_for_each_size():
 
 def test_etth1_benchmark_prints_a_row_per_model(tmp_path):
     out = run("etth1.py", "--out", str(tmp_path))
-    rows = [line for line in out.splitlines() if line.startswith("| ") and "| 96 |" in line]
-    assert [row.split("|")[1].strip() for row in rows] == ["lstm", "lstmp", "gru"]
+    rows = table(out, "model")
+    assert [row[0] for row in rows] == ["lstm", "lstmp", "gru"]
+    heading = next(line for line in out.splitlines() if line.startswith("| model |"))
+    columns = [cell.strip() for cell in heading.strip("|").split("|")]
+    for row in rows:  # the skill columns are the run's (one seed here)
+        metrics = json.loads((tmp_path / f"{row[0]}-h96-s1" / "metrics.json").read_text())
+        for key in ("val_skill", "test_skill"):
+            cell = row[columns.index(key.replace("_", " "))]
+            assert float(cell) == pytest.approx(metrics[key], abs=0.0005)
 
 
 def test_m4_benchmark_scores_naive2_as_published_and_a_model(tmp_path, shared_data, monkeypatch):
@@ -50,6 +57,12 @@ def test_m4_benchmark_scores_naive2_as_published_and_a_model(tmp_path, shared_da
     }
     assert [v.strip() for v in rows["Naive2 (ours)"]] == ["18.383", "2.395", "1.000"]
     assert float(rows["forecast gru"][0]) > 0
+    # the run's skill and naive blend beside its scores
+    gru = next(row for row in table(out, "method") if row[0] == "forecast gru")
+    metrics = json.loads((tmp_path / "gru" / "metrics.json").read_text())
+    assert float(gru[4]) == pytest.approx(metrics["val_skill"], abs=0.0005)
+    assert float(gru[5]) == pytest.approx(metrics["test_skill"], abs=0.0005)
+    assert gru[6].startswith(f"{metrics['naive_weight']:.3f} (")
 
 
 def table(out: str, first: str) -> list[list[str]]:
@@ -92,3 +105,14 @@ def test_mfu_reports_the_counted_step_against_the_measured_peak():
     assert 0 < number(row[5]) and 0 < number(row[7])  # MFU of the model's and train.py's step
     parts = {row[0]: number(row[1]) for row in table(out, "part")}
     assert parts["matrix products [a]"] > 0 and parts["every other operator"] > 0
+
+
+def test_rnn_trees_times_each_cell_of_this_tree_against_torch():
+    rows = table(run("rnn_trees.py"), "tree")
+    assert [(row[0], row[3]) for row in rows] == [("this", c) for c in ("lstm", "lstmp", "gru")]
+    for row in rows:  # each ratio is its row's ours / torch's
+        fwd_ours, fwd_torch, fwd_ratio, fb_ours, fb_torch, fb_ratio = map(number, row[4:])
+        assert min(fwd_ours, fwd_torch, fb_ours, fb_torch) > 0
+        # the times are printed to 0.01 ms, the ratios from the unrounded times
+        assert fwd_ratio == pytest.approx(fwd_ours / fwd_torch, rel=0.05, abs=0.01)
+        assert fb_ratio == pytest.approx(fb_ours / fb_torch, rel=0.05, abs=0.01)
