@@ -268,14 +268,15 @@ def local_checkpoint(ckpt_path: str | None, timeout: float = 60.0) -> Iterator[s
 
 
 def refuse_unused_inputs(cfg: DictConfig) -> None:
-    """Settings the data and the model cannot honour together: covariates of the one-series-
-    per-row layout (it has no columns for them)."""
-    kinds = ("past_covariates", "future_covariates", "static_covariates", "calendar")
+    """Settings the data and the model cannot honour together: covariates that change over time
+    in the one-series-per-row layout (its columns are time steps, and it has no timestamps)."""
+    kinds = ("past_covariates", "future_covariates", "calendar")
     given = [k for k in kinds if cfg.data.get(k)]
     if given and cfg.data.get("layout") == "rows":
         raise ConfigError(
-            f"data.{given[0]}: data.layout=rows holds values only (no columns, no timestamps); "
-            f"give the data in the long layout to use covariates"
+            f"data.{given[0]}: data.layout=rows has one value per column and no timestamps, so "
+            f"only static covariates (data.static_covariates); give the data in the long "
+            f"layout to use {given[0].replace('_', ' ')}"
         )
 
 

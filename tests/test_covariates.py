@@ -308,6 +308,41 @@ def test_static_covariates_separate_series_levels(tmp_path):
     assert theirs > 5 * ours, (theirs, ours)
 
 
+def test_the_series_id_as_a_static_covariate_learns_each_series_level(tmp_path):
+    """One series per row (the M4 layout), noise around a level of -1 or +1: with the id
+    column as a static covariate the model learns a vector per series (its level here), which a
+    short look-back guesses poorly."""
+    rng = np.random.default_rng(7)
+    rows, levels = [], {}
+    for s in range(8):
+        levels[f"S{s}"] = 1.0 if s % 2 else -1.0
+        n = 400 + 10 * s  # ragged, as M4's rows are
+        rows.append([f"S{s}", *(levels[f"S{s}"] + rng.normal(0, 2.0, n)), *[np.nan] * (500 - n)])
+    df = pd.DataFrame(rows, columns=["id", *[f"V{i}" for i in range(500)]])
+    options = dict(
+        layout="rows",
+        lookback=6,
+        horizon=6,
+        max_epochs=4,
+        progress=False,
+        overrides=[*FIT[1:], "model.segment_len=6", "model.revin=false"]
+        + ["data.val_size=24", "data.test_size=24"],
+    )
+    with_id = forecast.fit(df, static_covariates=["id"], output_dir=tmp_path / "with", **options)
+    without = forecast.fit(df, output_dir=tmp_path / "without", **options)
+
+    def level_error(run):
+        forecasts = run.predict(df)
+        return float(((forecasts["y_hat"] - forecasts["unique_id"].map(levels)) ** 2).mean())
+
+    ours, theirs = level_error(with_id), level_error(without)
+    assert theirs > 4 * ours, (theirs, ours)
+    # a series the model has no vector for is named, not forecast with another's
+    unknown = df.assign(id=df["id"].replace({"S3": "S9"}))
+    with pytest.raises(DataError, match=r"'S9' is not one of the levels the model was trained"):
+        with_id.predict(unknown)
+
+
 @pytest.mark.slow
 def test_predict_py_reads_future_rows_like_the_api_and_names_what_is_missing(tmp_path):
     data = promo_frame(n=300, horizon=24, seed=4, future_target=True)

@@ -6,7 +6,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from forecast.errors import ConfigError
-from forecast.pipeline import refuse_diverged
+from forecast.pipeline import refuse_diverged, refuse_unused_inputs
 
 
 def test_a_diverged_model_is_refused_naming_the_learning_rate():
@@ -19,3 +19,14 @@ def test_a_diverged_model_is_refused_naming_the_learning_rate():
             refuse_diverged(metrics, cfg)
     with pytest.raises(ConfigError, match="test_mse=inf"):
         refuse_diverged({"test_mse": math.inf}, cfg)
+
+
+@pytest.mark.parametrize("kind", ["past_covariates", "future_covariates", "calendar"])
+def test_the_rows_layout_takes_static_covariates_only(kind):
+    # its columns are time steps and it has no timestamps: nothing that changes over time
+    data = {"layout": "rows", kind: ["x"]}
+    with pytest.raises(ConfigError, match=rf"data.{kind}: data.layout=rows .* only static"):
+        refuse_unused_inputs(OmegaConf.create({"data": data}))
+    refuse_unused_inputs(
+        OmegaConf.create({"data": {"layout": "rows", "static_covariates": ["V1"]}})
+    )

@@ -474,6 +474,8 @@ def read_rows(
     id_col: str | None = None,
     *,
     test_path: str | Path | None = None,
+    static_covariates: list[str] | None = None,
+    levels: dict | None = None,
     format: str | None = None,
     fill: str = "error",
 ) -> Frame:
@@ -481,11 +483,19 @@ def read_rows(
 
     `test_path`, a file of the same layout holding each series' held-out continuation, is
     appended to its series; `Frame.holdout` says how many rows it added to each.
+    `static_covariates`: columns holding one value per series (per row) rather than values; the
+    id column may be one of them, which gives the model a learned vector per series (its levels
+    one-hot, projected like any static covariate). `levels`: as for `read_long`.
     """
-    ids, parts = _read_ragged(path, id_col, format, fill)  # each part [T_s]
+    static_names = list(static_covariates or [])
+    ids, parts, static_columns = _read_ragged(path, id_col, format, fill, static_names)
     holdout = 0
     if test_path is not None:
-        test_ids, test_parts = _read_ragged(str(test_path), id_col, format, fill)
+        # a static column the test file repeats is not a value; its values are the training
+        # file's (one per series)
+        test_ids, test_parts, _ = _read_ragged(
+            str(test_path), id_col, format, fill, static_names, required=False
+        )
         holdout = _check_test_part(str(test_path), ids, test_ids, test_parts)
         test_rows = pd.Index(test_ids).get_indexer(ids)
         parts = [
@@ -498,20 +508,56 @@ def read_rows(
     times = np.arange(offsets[-1], dtype=np.int64) - np.repeat(offsets[:-1], lengths)
     empty = np.zeros((len(values), 0), dtype=np.float32)
     name = source_name(path)
-    return Frame(name, tuple(ids), offsets, times, values, ("y",), empty, (), holdout)
+    static, found = None, {}
+    if static_names:
+        where = Where(name)
+        columns = []
+        for column_name in static_names:
+            column, found[column_name] = _covariate(
+                where, static_columns[column_name], column_name, (levels or {}).get(column_name)
+            )
+            missing = np.flatnonzero(np.isnan(column))
+            if len(missing):
+                s = int(missing[0])
+                raise DataError(
+                    f"{name}: column {column_name!r}, {where.row(s)} (series {ids[s]!r}): the "
+                    f"static covariate is missing; give every series a value"
+                )
+            columns.append(column)
+        static = np.ascontiguousarray(np.stack(columns, axis=1), dtype=np.float32)  # [S, Ks]
+    return Frame(
+        name,
+        tuple(ids),
+        offsets,
+        times,
+        values,
+        ("y",),
+        empty,
+        (),
+        holdout,
+        static=static,
+        static_names=tuple(static_names),
+        levels={k: v for k, v in found.items() if v is not None},
+    )
 
 
 def _read_ragged(
-    source, id_col: str | None, format: str | None, fill: str
-) -> tuple[list[str], list[np.ndarray]]:
-    """Ids [S] and each row's values [T_s] float64, padding trimmed and interior gaps filled."""
+    source,
+    id_col: str | None,
+    format: str | None,
+    fill: str,
+    static: list[str] = (),
+    required: bool = True,
+) -> tuple[list[str], list[np.ndarray], pd.DataFrame]:
+    """Ids [S], each row's values [T_s] float64 (padding trimmed, interior gaps filled) and the
+    `static` columns (which are not values; `required`: each must be there)."""
     df, path = _table(source, format), source_name(source)
     id_col = id_col or df.columns[0]
-    _require_columns(path, df, [id_col])
+    _require_columns(path, df, [id_col, *(static if required else [])])
     where = Where(path)
     ids = df[id_col].astype(str).tolist()
     _refuse_duplicate_ids(where, ids, id_col)
-    value_cols = [c for c in df.columns if c != id_col]
+    value_cols = [c for c in df.columns if c != id_col and c not in static]
     block = np.stack([_numeric(where, df[c], c) for c in value_cols], axis=1)  # [S, W]
     present = ~np.isnan(block)  # inf counts as present: it is refused or filled below
     lengths = np.where(present.any(axis=1), block.shape[1] - np.argmax(present[:, ::-1], 1), 0)
@@ -526,7 +572,7 @@ def _read_ragged(
         return f"column {value_cols[i - offsets[s]]!r}, {where.row(s)} (series {ids[s]!r})"
 
     flat = fill_missing(path, flat, offsets, fill, locate)
-    return ids, np.split(flat[:, 0], offsets[1:-1])
+    return ids, np.split(flat[:, 0], offsets[1:-1]), df[[c for c in static if c in df.columns]]
 
 
 def _check_test_part(

@@ -123,9 +123,20 @@ def read(
     o = options
     common = dict(format=o.format, fill=o.fill)
     if o.layout == "rows":
-        if any(getattr(o, name) for name in COVARIATES) or future is not None:
-            raise DataError("data.layout=rows holds values only: it has no covariate columns")
-        return read_rows(source, o.id_col, test_path=test_source, **common)
+        timed = [name for name in COVARIATES if name != "static_covariates" and getattr(o, name)]
+        if timed or future is not None:
+            raise DataError(
+                "data.layout=rows has one value per column and no timestamps: it takes static "
+                "covariates only (columns with one value per series)"
+            )
+        return read_rows(
+            source,
+            o.id_col,
+            test_path=test_source,
+            static_covariates=list(o.static_covariates or []),
+            levels=levels,
+            **common,
+        )
     common.update(
         freq=o.freq,
         sort=o.sort,

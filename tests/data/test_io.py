@@ -204,6 +204,33 @@ def test_rows_test_part_must_hold_the_same_series(tmp_path):
     assert "missing ['H2'], unknown ['H3']" in message
 
 
+def test_rows_static_columns_are_one_value_per_series_not_values(tmp_path):
+    # the id itself may be a static covariate (a learned vector per series), beside a category
+    # column placed among the values' columns
+    text = '"V1","kind","V2","V3","V4"\n"H1","b","1","2","3"\n"H2","a","4","5",\n'
+    train = write(tmp_path, text, "train.csv")
+    test = write(tmp_path, '"V1","kind","V2"\n"H2","a","6"\n"H1","b","4"\n', "test.csv")
+    frame = read_rows(train, test_path=test, static_covariates=["V1", "kind"])
+    assert frame.values.ravel().tolist() == [1, 2, 3, 4, 4, 5, 6]
+    assert frame.static_names == ("V1", "kind")
+    assert frame.levels == {"V1": ("H1", "H2"), "kind": ("a", "b")}
+    assert frame.static.tolist() == [[0, 1], [1, 0]]  # codes into the sorted levels
+    # a model's levels: a series it was not trained on is named, not given another's vector
+    statics, levels = ["V1", "kind"], {"V1": ("H1", "H3")}
+    message = refused(train, read_rows, static_covariates=statics, levels=levels)
+    assert "column 'V1', data row 2" in message
+    assert "'H2' is not one of the levels the model was trained with" in message
+
+
+def test_a_missing_or_absent_rows_static_covariate_is_named(tmp_path):
+    text = '"V1","kind","V2","V3"\n"H1","b","1","2"\n"H2",,"4","5"\n'
+    message = refused(write(tmp_path, text), read_rows, static_covariates=["kind"])
+    assert "column 'kind', data row 2" in message
+    assert "(series 'H2'): the static covariate is missing" in message
+    message = refused(write(tmp_path, RAGGED), read_rows, static_covariates=["kind"])
+    assert "kind" in message
+
+
 def test_an_empty_series_id_is_refused_not_shifted(tmp_path):
     """pandas codes a missing id -1: read on, every later series would take its neighbour's id."""
     text = "unique_id,ds,y\na,2020-01-01,1\na,2020-01-02,2\n,2020-01-03,3\nb,2020-01-01,4\n"
