@@ -6,7 +6,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from forecast.errors import ConfigError
-from forecast.pipeline import refuse_diverged, refuse_unused_inputs
+from forecast.pipeline import refuse_diverged, refuse_unused_inputs, warn_if_worse_than_naive
 
 
 def test_a_diverged_model_is_refused_naming_the_learning_rate():
@@ -30,3 +30,21 @@ def test_the_rows_layout_takes_static_covariates_only(kind):
     refuse_unused_inputs(
         OmegaConf.create({"data": {"layout": "rows", "static_covariates": ["V1"]}})
     )
+
+
+def test_a_negative_validation_skill_is_said_with_the_naive_figures(caplog):
+    metrics = {
+        "val_skill": -0.125,
+        "val_mse": 0.45,
+        "val_mse_naive_last": 0.4,
+        "val_mse_naive_seasonal": 0.5,
+    }
+    with caplog.at_level("WARNING", logger="forecast.pipeline"):
+        warn_if_worse_than_naive(metrics)
+    assert "validation skill -0.125" in caplog.text
+    assert "val_mse 0.45; repeating the last value 0.4, the last season 0.5" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="forecast.pipeline"):
+        warn_if_worse_than_naive({**metrics, "val_skill": 0.0})  # as good as naive: no word
+        warn_if_worse_than_naive({"test_skill": -1.0})  # no validation: nothing to say
+    assert caplog.text == ""
