@@ -313,7 +313,7 @@ def export(
     so the bundle is exported without one. Without RevIN such a model is not exported.
     `ensemble`: meta.json's record of an ensemble's members (`train_ensemble`).
     """
-    formats = list(cfg.get("export_formats", DEFAULT_FORMATS))  # a best.yaml of an older sweep
+    formats = export_formats_of(cfg)
     if not formats:
         return
     if spec.per_series:
@@ -327,6 +327,12 @@ def export(
     export_bundle(
         model.net, mean, scale, meta, out_dir, independent=spec.independent, formats=formats
     )
+
+
+def export_formats_of(cfg: DictConfig) -> list[str]:
+    """The exports a run writes: `export_formats`, the default where a config has none (a
+    best.yaml of an older sweep)."""
+    return list(cfg.get("export_formats", DEFAULT_FORMATS))
 
 
 def build_model(node: DictConfig, spec: DataSpec) -> pl.LightningModule:
@@ -556,7 +562,7 @@ def member_config(cfg: DictConfig, member: Member, folder: Path) -> DictConfig:
     forecasts with each) when the ensemble exports anything; the ensemble's bundle is the one
     that ships, with ONNX."""
     member_cfg = copy.deepcopy(cfg)
-    formats = list(cfg.get("export_formats", DEFAULT_FORMATS))
+    formats = export_formats_of(cfg)
     with open_dict(member_cfg):
         member_cfg.output_dir = str(folder)
         member_cfg.seed = member.seed

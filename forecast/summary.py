@@ -68,16 +68,13 @@ def run_summary(run_dir: Path, predict: str = "python predict.py") -> str:
         )
     folder = shown_path(run_dir)
     exported = (Path(run_dir) / "export" / "meta.json").is_file()
+    plotted = (Path(run_dir) / "forecast.png").is_file()  # not without the `plots` extra
     written = [
         "metrics.json",
-        "forecast.png",
+        *(["forecast.png"] if plotted else []),
         "members/" if ensemble else "checkpoints/",
-        "export/",
+        *(["export/"] if exported else []),
     ]
-    if not (Path(run_dir) / "forecast.png").is_file():  # the `plots` extra is not installed
-        written.remove("forecast.png")
-    if not exported:
-        written.remove("export/")
     lines = [f"done: {scores}{epochs}", f"run folder: {folder} ({', '.join(written)})"]
     if exported:
         lines.append(

@@ -93,7 +93,7 @@ def test_the_commands_import_nothing_heavy_before_prepare_process(command):
         f"import sys, forecast.commands.{command}; "
         "print(sorted({'torch', 'pandas', 'pytorch_lightning', 'sklearn'} & set(sys.modules)))"
     )
-    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
 

@@ -123,8 +123,7 @@ def read(
     o = options
     common = dict(format=o.format, fill=o.fill)
     if o.layout == "rows":
-        timed = [name for name in COVARIATES if name != "static_covariates" and getattr(o, name)]
-        if timed or future is not None:
+        if o.past_covariates or o.future_covariates or future is not None:
             raise DataError(
                 "data.layout=rows has one value per column and no timestamps: it takes static "
                 "covariates only (columns with one value per series)"
