@@ -331,6 +331,18 @@ def check_train_config(cfg: DictConfig, overrides: Sequence[str], known: Mapping
     ensemble_members(cfg)
 
 
+def refuse_study_recipe(cfg: DictConfig, experiment: str | None) -> None:
+    """train.py refuses an experiment that is a study's recipe (it sets `sweep`): trained once,
+    it would quietly train the defaults its study was meant to choose between."""
+    if "sweep" in cfg:
+        name = experiment or "<the experiment>"
+        raise ConfigError(
+            f"experiment={name} is a study's recipe (it sets sweep.*): run it with "
+            f"`sweep.py experiment={name}`, then train the best trial with train.py "
+            f"(best.yaml in its sweep folder)"
+        )
+
+
 COVARIATE_KEYS = ("past_covariates", "future_covariates", "static_covariates", "calendar")
 
 

@@ -34,7 +34,7 @@ import optuna
 import pytorch_lightning as pl
 import sqlalchemy.exc
 import yaml
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.trial import FrozenTrial, TrialState
 
 from forecast.atomic import remove_stale_parts
@@ -174,9 +174,12 @@ class Objective:
 
 def train_yaml(cfg: DictConfig) -> str:
     """The trial's train config as a primary config for train.py: unresolved, with `output_dir`
-    back to the run directory Hydra gives."""
+    back to the run directory Hydra gives, and without a study recipe's `sweep` settings (an
+    experiment such as etth1_search sets them; train.py refuses them)."""
     cfg = cfg.copy()
     cfg.output_dir = "${hydra:runtime.output_dir}"
+    with open_dict(cfg):
+        cfg.pop("sweep", None)
     return OmegaConf.to_yaml(cfg, resolve=False)
 
 

@@ -58,6 +58,12 @@ MISTAKES = [
         ["predict.py", "model_dir=a", "input=b", "output=c", "batch_size=big"],
         "batch_size=big: batch_size takes an integer",
     ),
+    (
+        ["train.py", "experiment=etth1_search"],
+        "train.py: experiment=etth1_search is a study's recipe (it sets sweep.*): run it with "
+        "`sweep.py experiment=etth1_search`",
+    ),
+    (["train.py", "model.loss=smap"], "model.loss must be one of"),
     (["sweep.py", "sweep.n_trials=many"], "sweep.n_trials=many: sweep.n_trials takes an"),
     (["sweep.py", "sweep.timeout=soon"], "sweep.timeout takes a number or null"),
     (["sweep.py", "trainer=ddp"], "sweep trials run in one process"),

@@ -2,12 +2,13 @@
 
 import optuna
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from forecast.config import CONF_DIR, register_resolvers
 from forecast.nn import build_backbone
-from forecast.sweep import override, suggest
+from forecast.sweep import override, suggest, train_yaml
 
 
 def composed(*overrides: str, name: str = "config"):
@@ -93,3 +94,33 @@ def test_every_trainer_argument_is_a_trainer_key_with_lightnings_default(trainer
 def test_trainer_arguments_are_set_without_a_plus():
     cfg = composed("trainer.limit_val_batches=0", "trainer.accumulate_grad_batches=4")
     assert (cfg.trainer.limit_val_batches, cfg.trainer.accumulate_grad_batches) == (0, 4)
+
+
+@pytest.mark.parametrize("recipe", ["etth1_search", "m4_hourly_search"])
+def test_each_study_recipe_sets_its_study_and_every_choice_is_a_valid_train_override(recipe):
+    """experiment=<recipe> sets the study (its name, metric, space: look-back, loss, schedule on
+    top of the default space); every choice of its space composes into the train config with it,
+    and every schedule builds a scheduler."""
+    from hydra.utils import instantiate
+
+    cfg = composed(f"experiment={recipe}", name="sweep")
+    assert cfg.sweep.study_name == recipe and cfg.sweep.metric.startswith("val_")
+    space = OmegaConf.to_container(cfg.sweep.space)
+    default = OmegaConf.to_container(composed(name="sweep").sweep.space)
+    assert set(space) == set(default) | {"data.lookback", "model.loss", "schedule"}
+    for key, spec in space.items():
+        for value in spec.get("choices", []):
+            train = composed(f"experiment={recipe}", override(key, value))
+            if key == "schedule":
+                got = train.model.scheduler
+                assert (got is None) == (value == "none"), value
+                if got is not None:
+                    optimizer = torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+                    instantiate(got)(optimizer=optimizer)  # the interpolations resolve
+            else:
+                got = train.model.cell if key == "model" else OmegaConf.select(train, key)
+                assert got == value, (key, value)
+    assert max(space["data.lookback"]["choices"]) >= (720 if recipe == "etth1_search" else 504)
+    # a trial's config (best.yaml) trains again with train.py, which refuses a recipe's sweep.*
+    trial = composed(f"experiment={recipe}", "data.lookback=192")
+    assert "sweep" in trial and "sweep" not in OmegaConf.create(train_yaml(trial))

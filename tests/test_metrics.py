@@ -216,3 +216,87 @@ def test_the_blend_test_takes_the_small_sample_correction():
     d = (((blend - y) ** 2) - ((naive - y) ** 2)).sum(dim=(1, 2))
     expected = M.diebold_mariano(d, lag=5) * M.small_sample_factor(60, 6)
     assert result["blend_t_last"].item() == pytest.approx(expected.item(), rel=1e-9)
+
+
+@pytest.mark.parametrize("channel_mode", ["joint", "independent"])
+def test_smape_and_mase_losses_are_the_metrics_terms(tmp_path, channel_mode):
+    """loss=smape is M4's sMAPE / 100 on the original values (each series unscaled by its own
+    scaler), loss=mase the MASE terms on the look-back's seasonal difference; both by hand."""
+    import pandas as pd
+
+    from forecast.data import SeriesDataModule
+    from forecast.models import Forecaster
+
+    rng = np.random.default_rng(0)
+    frames = []
+    for sid, level in (("a", 5.0), ("b", 3000.0)):  # levels 600x apart: sMAPE weighs by level
+        t = np.arange(80)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "id": sid,
+                    "t": pd.date_range("2020-01-01", periods=80, freq="h"),
+                    "y": level + level / 10 * np.sin(t / 3) + rng.normal(0, level / 20, 80),
+                    "z": level * 2 + rng.normal(0, level / 5, 80),
+                }
+            )
+        )
+    path = tmp_path / "long.csv"
+    pd.concat(frames).to_csv(path, index=False)
+    dm = SeriesDataModule(
+        path=str(path), layout="long", id_col="id", time_col="t", target=["y", "z"],
+        lookback=12, horizon=4, season=5,
+        scale_by="series", channel_mode=channel_mode, batch_size=64,
+    )  # fmt: skip
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    y_hat = batch["y"] + torch.randn_like(batch["y"])  # forecasts off by O(1) in scaled units
+    y_hat[0, 0] = 0.0
+    mean, scale = Forecaster(dm.spec, loss="mae", segment_len=4).scaler_of(batch)
+    y_orig, f_orig = (t.double() * scale + mean for t in (batch["y"], y_hat))
+    f_orig[0, 0] = -y_orig[0, 0]  # |y| + |f| > 0 and |e| = 2|y|: the term is 2
+
+    smape = Forecaster(dm.spec, loss="smape", segment_len=4)
+    expected = M.smape(f_orig, y_orig) / 100
+    f_scaled = ((f_orig - mean) / scale).float()
+    assert torch.isclose(smape.loss(f_scaled[..., None], batch).double(), expected, rtol=1e-5)
+
+    mase = Forecaster(dm.spec, loss="mase", segment_len=4)
+    x = batch["x"].numpy().astype(float)
+    lag_diff = np.abs(x[:, 5:] - x[:, :-5]).mean(axis=1, keepdims=True)  # season 5
+    by_hand = np.mean(np.abs(y_hat.numpy() - batch["y"].numpy()) / lag_diff)
+    assert np.isclose(float(mase.loss(y_hat[..., None], batch)), by_hand, rtol=1e-5)
+    # the same as the MASE metric's terms, on the original values (MASE ignores the scaler)
+    x_orig = batch["x"].double() * scale + mean
+    metric = M.mase(y_hat.double() * scale + mean, y_orig, x_orig, 5)
+    assert np.isclose(by_hand, float(metric), rtol=1e-5)
+
+
+def test_smape_and_mase_losses_have_finite_gradients_at_zero_and_on_flat_look_backs(tmp_path):
+    """Where a target and its forecast are both 0 the sMAPE term is 0 with a finite gradient; a
+    flat look-back (seasonal scale 0) gives MASE the floor, not an infinite weight."""
+    import dataclasses
+
+    import pandas as pd
+
+    from forecast.data import SeriesDataModule
+    from forecast.models import Forecaster
+    from forecast.models.forecaster import MASE_SCALE_FLOOR
+
+    path = tmp_path / "one.csv"
+    dates = pd.date_range("2020-01-01", periods=40, freq="D")
+    pd.DataFrame({"date": dates, "y": np.arange(40.0)}).to_csv(path, index=False)
+    dm = SeriesDataModule(path=str(path), lookback=8, horizon=2)
+    dm.setup("fit")  # the scaler made the identity: the batch below is in original units too
+    spec = dataclasses.replace(dm.spec, scaler_mean=np.zeros((1, 1)), scaler_scale=np.ones((1, 1)))
+    batch = {
+        "x": torch.zeros(2, 8, 1),
+        "y": torch.tensor([[[0.0], [1.0]], [[0.0], [-1.0]]]),
+        "series": torch.zeros(2, dtype=torch.long),
+    }
+    y_hat = torch.tensor([[[0.0], [1.0]], [[0.0], [0.0]]], requires_grad=True)
+    for loss, expected in (("smape", 2 / 4), ("mase", 1 / MASE_SCALE_FLOOR / 4)):
+        value = Forecaster(spec, loss=loss, segment_len=4).loss(y_hat[..., None], batch)
+        assert torch.isclose(value, torch.tensor(expected)), loss
+        (grad,) = torch.autograd.grad(value, y_hat)
+        assert torch.isfinite(grad).all(), loss

@@ -115,11 +115,19 @@ def test_data_path_override_reads_another_file(tmp_path, etth1_csv):
     assert metrics["test_windows"] == (14400 - 11520 + 96) - 96 - 24 + 1
 
 
-def test_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path):
+@pytest.mark.parametrize(
+    "schedule",
+    # the schedule's state resumes with the weights; the cosine's length is the whole run's
+    # (T_max is trainer.max_epochs, which the interrupted part below lowers)
+    [["schedule=none"], ["schedule=cosine", "model.scheduler.T_max=3"]],
+    ids=["none", "cosine"],
+)
+def test_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, schedule):
     common = [
         "trainer.limit_train_batches=3",
         "model.head_dropout=0.3",
         "callbacks.early_stopping=null",
+        *schedule,
         NO_EXPORT,
     ]
     whole = train_here(tmp_path / "whole", *common, "trainer.max_epochs=3")
@@ -133,6 +141,30 @@ def test_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path):
     assert resumed["epochs"] == whole["epochs"] == 3
     for key in ("val_mse", "test_mse", "test_mae"):
         assert resumed[key] == whole[key], key
+
+
+def test_learning_rate_schedules_move_the_learning_rate_as_documented(tmp_path):
+    """schedule=cosine ends trainer.max_epochs at eta_min; schedule=plateau halves the rate after
+    an epoch without a better val_mse; schedule=none (the default) keeps model.optimizer's."""
+    common = ["trainer.limit_train_batches=2", "callbacks.early_stopping=null", NO_EXPORT]
+
+    def last(name: str, *overrides: str) -> dict:
+        train_here(tmp_path / name, *common, *overrides)
+        path = tmp_path / name / "checkpoints" / "last.ckpt"
+        return torch.load(path, weights_only=True, map_location="cpu")
+
+    lr = lambda ckpt: ckpt["optimizer_states"][0]["param_groups"][0]["lr"]  # noqa: E731
+    default = last("none", "trainer.max_epochs=2")
+    assert default["lr_schedulers"] == [] and lr(default) == 1e-3
+    cosine = last("cosine", "schedule=cosine", "trainer.max_epochs=3")
+    assert cosine["lr_schedulers"][0]["T_max"] == 3
+    assert lr(cosine) == pytest.approx(1e-5)  # the end of the half cosine, after 3 epochs
+    # at a learning rate of 1e-6 val_mse cannot improve by plateau's 1e-4 (relative) after the
+    # first epoch: the third is the second bad one (> patience 1), whose step halves the rate
+    plateau = last("plateau", "schedule=plateau", "model.optimizer.lr=1e-6", "trainer.max_epochs=4")
+    state = plateau["lr_schedulers"][0]
+    assert (state["factor"], state["patience"]) == (0.5, 1)
+    assert lr(plateau) == pytest.approx(0.5e-6)
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ def main(cfg: DictConfig) -> float:
     from hydra.types import RunMode
     from pytorch_lightning.utilities import rank_zero_only
 
-    from forecast.cli import check_train_config, reported
+    from forecast.cli import check_train_config, refuse_study_recipe, reported
     from forecast.data.errors import DataError
     from forecast.extras import check_config
     from forecast.pipeline import train
@@ -33,6 +33,7 @@ def main(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     with reported(prog(), "config"):
         check_train_config(cfg, hydra_cfg.overrides.task)
+        refuse_study_recipe(cfg, hydra_cfg.runtime.choices.get("experiment"))
         check_config(cfg)  # an object whose optional dependency is missing
         apply_threads(cfg.get("threads", "auto"))  # a best.yaml of an older sweep has none
         try:

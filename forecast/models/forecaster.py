@@ -11,12 +11,16 @@ from torch import nn
 
 from forecast.data.spec import DataSpec
 from forecast.errors import ConfigError
-from forecast.metrics import ForecastMetrics, pinball
+from forecast.metrics import ForecastMetrics, pinball, seasonal_scale
 from forecast.models.network import ForecastNet
 from forecast.naive import NAIVE_KINDS
 from forecast.quantiles import median_index
 
-LOSSES = ("mse", "mae", "huber", "quantile")
+LOSSES = ("mse", "mae", "huber", "smape", "mase", "quantile")
+# a look-back whose mean absolute seasonal difference is below this (in scaled units, where a
+# series' training values have standard deviation 1) is flat: MASE's scale is held at this floor
+# there, so that its windows weigh a bounded amount rather than infinitely
+MASE_SCALE_FLOOR = 1e-3
 # the one-sided 5% point of the standard normal: a blend is kept only if it beats the naive
 # forecast on validation at that level
 DM_CRITICAL = 1.645
@@ -81,7 +85,7 @@ class Forecaster(pl.LightningModule):
             "scaler_scale", torch.as_tensor(spec.scaler_scale, dtype=torch.float32)
         )
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        season = season or spec.season
+        self.season = season = season or spec.season
         self.metrics = nn.ModuleDict(
             {
                 f"{split}{scale}": ForecastMetrics(spec.horizon, season, self.quantiles)
@@ -127,8 +131,16 @@ class Forecaster(pl.LightningModule):
         """The forecast [B, horizon, C, Q] of a batch: its windows with their covariates."""
         return self(batch["x"], batch.get("past"), batch.get("future"), batch.get("static"))
 
-    def loss(self, y_hat_q: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        name = self.hparams.loss
+    def loss(self, y_hat_q: torch.Tensor, batch: dict) -> torch.Tensor:
+        """The training loss of forecasts [B, horizon, C, Q] against batch["y"] [B, horizon, C].
+
+        mse, mae, huber: on the scaled values. smape: the M4 competition's symmetric absolute
+        percentage error (/ 100) on the original values, so it weighs each window by its level as
+        the metric does. mase: the absolute error over the look-back's mean absolute seasonal
+        difference (lag `season`, lag 1 for a look-back not longer than a season), per window and
+        channel: M4's MASE terms (invariant to the scaler, so taken on the scaled values).
+        quantile: the mean pinball loss over the quantiles."""
+        name, y = self.hparams.loss, batch["y"]
         if name == "quantile":
             terms = [pinball(y_hat_q[..., i], y, q) for i, q in enumerate(self.quantiles)]
             return torch.stack(terms).mean()
@@ -137,10 +149,20 @@ class Forecaster(pl.LightningModule):
             return nn.functional.l1_loss(y_hat, y)
         if name == "huber":
             return nn.functional.huber_loss(y_hat, y, delta=self.hparams.huber_delta)
+        if name == "smape":
+            mean, scale = self.scaler_of(batch)
+            y_hat, y = y_hat.float() * scale + mean, y.float() * scale + mean
+            denominator = y.abs() + y_hat.abs()
+            # both 0: no error; the other branch's 1 keeps the gradient finite there
+            safe = torch.where(denominator > 0, denominator, torch.ones_like(denominator))
+            return (2 * (y_hat - y).abs() / safe).mean()
+        if name == "mase":
+            seasonal = seasonal_scale(batch["x"].float(), self.season)  # [B, 1, C]
+            return ((y_hat.float() - y).abs() / seasonal.clamp_min(MASE_SCALE_FLOOR)).mean()
         return nn.functional.mse_loss(y_hat, y)
 
     def training_step(self, batch, batch_idx):
-        loss = self.loss(self.forecast(batch), batch["y"])
+        loss = self.loss(self.forecast(batch), batch)
         self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True)
         return loss
 
