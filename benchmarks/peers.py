@@ -81,6 +81,13 @@ PEER_SETUP = (
     "Rows marked bf16-mixed: Lightning's precision='bf16-mixed' (bfloat16 autocast, float32 "
     "weights), everything else the same; all other rows train in float32."
 )
+TIME_TO_ACCURACY = (
+    "Training s to DLinear's val MSE: the training seconds (as in 'of which training s') until "
+    "the first epoch whose weights forecast the protocol's 2785 validation windows (targets in "
+    "rows [8640, 11520), all 7 channels) with an MSE at or below DLinear's best, each epoch's "
+    "weights scored alike after the fit; 'not in N ep.': never within the budget, with the best "
+    "validation MSE reached."
+)
 FOOTNOTES = {
     "a": "univariate only: one global model over the 7 channels as 7 series, windows counted "
     "here as 7-channel windows (channel windows / 7); its per-window robust scaler and MAE "
@@ -146,6 +153,7 @@ def predict_timed(forecaster, x: torch.Tensor) -> tuple[torch.Tensor, float]:
 
 def run_ours(method: str, epochs: int, quick: bool, out: Path) -> dict:
     """forecast.pipeline.train with experiment=etth1_96, as train.py runs it."""
+    import pandas as pd
     import pytorch_lightning as pl
     from hydra import compose, initialize_config_dir
 
@@ -193,8 +201,20 @@ def run_ours(method: str, epochs: int, quick: bool, out: Path) -> dict:
     result = score(y_hat, y)
     if not math.isclose(result["mse"], metrics["test_mse"], rel_tol=1e-3):
         raise RuntimeError(f"test MSE {result['mse']} differs from train.py's {metrics}")
+    x_val, _ = windows(Watch.data, "val")
+    with torch.inference_mode():
+        curve = learning_curve(model, lambda: model(x_val)[..., model.median])
+    logged = pd.read_csv(Path(cfg.output_dir) / "logs" / "metrics.csv")
+    # each training epoch's validation (rows of epoch `epochs` are the evaluations after the fit)
+    logged = logged.dropna(subset=["val_mse"]).groupby("epoch")["val_mse"].first()
+    logged = list(logged[logged.index < len(curve)])
+    if not quick and not all(
+        math.isclose(mse, val, rel_tol=1e-3) for (_, mse), val in zip(curve, logged, strict=True)
+    ):  # the shared scoring is the run's own validation MSE, epoch by epoch
+        raise RuntimeError(f"validation curve {curve} differs from the run's {list(logged)}")
     return {
         **result,
+        "val_curve": curve,
         "train_seconds": metrics["fit_seconds"],
         "train_only_seconds": TIMES["train"],
         "train_windows": Watch.seen,
@@ -229,7 +249,7 @@ def run_dlinear(epochs: int, quick: bool) -> dict:
     x_val, y_val = windows(data, "val")
     model = DLinear(LOOKBACK, HORIZON)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
-    best, best_state, seen, train_only = math.inf, None, 0, 0.0
+    best, best_state, seen, train_only, curve = math.inf, None, 0, 0.0, []
     start = time.perf_counter()
     limit = math.inf if BUDGET["minutes"] is None else BUDGET["minutes"] * 60
     for _ in range(epochs):
@@ -248,7 +268,8 @@ def run_dlinear(epochs: int, quick: bool) -> dict:
             seen += len(pick)
         train_only += time.perf_counter() - epoch_start
         with torch.inference_mode():
-            val = float(torch.nn.functional.mse_loss(model(x_val), y_val))
+            val = score(model(x_val), y_val)["mse"]
+        curve.append([train_only, val])
         if val < best:
             best, best_state = val, {k: v.clone() for k, v in model.state_dict().items()}
     train_seconds = time.perf_counter() - start
@@ -261,6 +282,7 @@ def run_dlinear(epochs: int, quick: bool) -> dict:
         "train_only_seconds": train_only,
         "train_windows": seen,
         "infer_seconds": infer_seconds,
+        "val_curve": curve,
     }
 
 
@@ -277,12 +299,39 @@ def run_naive(seasonal: bool) -> dict:
 # filled by the callback lightning_timer makes; "train": seconds inside training epochs with the
 # validation passes taken out, the same measure for every Lightning-based method
 TIMES = {"fit": 0.0, "train": 0.0, "predict": 0.0, "batches": 0}
+# (training seconds so far, weights) at the end of each training epoch, in order
+SNAPSHOTS: list[tuple[float, dict]] = []
 
 
-def lightning_timer(base):
+def learning_curve(module, forecast_val) -> list[list[float]]:
+    """[training seconds, validation MSE] after each epoch: each of SNAPSHOTS loaded into
+    `module` and scored by `forecast_val()` (the shared validation windows' forecasts, as
+    score() takes them); `module` is left with the last epoch's weights."""
+    data = datamodule()
+    _, y_val = windows(data, "val")
+    curve = []
+    for seconds, weights in SNAPSHOTS:
+        module.load_state_dict(weights)
+        module.eval()
+        curve.append([seconds, score(forecast_val(), y_val)["mse"]])
+    return curve
+
+
+def seconds_to(curve: list[list[float]] | None, threshold: float | None) -> str:
+    """Training seconds until the validation MSE first reached `threshold` ("-": no curve)."""
+    if not curve or threshold is None:
+        return "-"
+    for seconds, mse in curve:
+        if mse <= threshold:
+            return f"{seconds:.3g}"
+    return f"not in {len(curve)} ep. (best {min(m for _, m in curve):.4f})"
+
+
+def lightning_timer(base, snapshot_every: int = 1):
     """A callback for `base` (the library's own Lightning Callback class) that adds fit, training
-    and predict seconds and training batches to TIMES; class-level, as libraries deep-copy models
-    and their callbacks."""
+    and predict seconds and training batches to TIMES, and keeps the weights in SNAPSHOTS after
+    every `snapshot_every` training epochs (NeuralForecast's "epoch" is one batch); class-level,
+    as libraries deep-copy models and their callbacks."""
 
     class Timer(base):
         started = {}
@@ -307,6 +356,12 @@ def lightning_timer(base):
         def on_train_epoch_end(self, trainer, pl_module):
             if "train" in Timer.started:
                 TIMES["train"] += time.perf_counter() - Timer.started.pop("train")
+            # the weights after this epoch, and the training seconds that made them (taken
+            # outside the timed span): scored on the validation windows after the fit
+            Timer.epochs = getattr(Timer, "epochs", 0) + 1
+            if Timer.epochs % snapshot_every == 0:
+                weights = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+                SNAPSHOTS.append((TIMES["train"], weights))
 
         def on_predict_start(self, trainer, pl_module):
             Timer.started["predict"] = time.perf_counter()
@@ -342,7 +397,8 @@ def run_neuralforecast(epochs: int, quick: bool) -> dict:
     long = rows.reset_index(names="ds").melt("ds", var_name="unique_id", value_name="y")
     n_train = len(data.datasets["train"]) * rows.shape[1]  # channel windows
     steps = peer_steps(epochs, quick, n_train)
-    timer = lightning_timer(pl.Callback)
+    # its training "epoch" is one batch of the 7 series: keep the weights once per epoch of ours
+    timer = lightning_timer(pl.Callback, snapshot_every=max(steps // max(epochs, 1), 1))
     model = LSTM(
         h=HORIZON,
         input_size=LOOKBACK,
@@ -375,8 +431,19 @@ def run_neuralforecast(epochs: int, quick: bool) -> dict:
         .to_numpy()
         .reshape(n_test, HORIZON, len(channels))
     )
+
+    def forecast_val():  # the fitted model on the validation windows (targets in the val rows)
+        val_rows = long[long["ds"] < rows.index[BORDERS[1]]]
+        n_val = BORDERS[1] - BORDERS[0] - HORIZON + 1
+        val = nf.cross_validation(val_rows, n_windows=n_val, step_size=1, use_fitted=True)
+        val = val.sort_values(["unique_id", "cutoff", "ds"])
+        table = val.pivot_table(index=["cutoff", "ds"], columns="unique_id", values="LSTM")
+        return torch.tensor(table[channels].to_numpy().reshape(n_val, HORIZON, len(channels)))
+
+    curve = learning_curve(nf.models[0], lambda: forecast_val().float())
     return {
         **score(y_hat.float(), y_test),
+        "val_curve": curve,
         "train_seconds": TIMES["fit"],
         "train_only_seconds": TIMES["train"],
         "train_windows": TIMES["batches"] * BATCH_SIZE / len(channels),
@@ -438,8 +505,25 @@ def run_darts(epochs: int, quick: bool, precision: str | None = None) -> dict:
     )
     infer_seconds = time.perf_counter() - start
     y_hat = torch.tensor([f.values() for f in forecasts])
+
+    def forecast_val():  # the validation windows: targets in rows [8640, 11520)
+        val = model.historical_forecasts(
+            series[: BORDERS[1]],
+            start=BORDERS[0],
+            start_format="position",
+            forecast_horizon=HORIZON,
+            stride=1,
+            retrain=False,
+            last_points_only=False,
+            overlap_end=False,
+            verbose=False,
+        )
+        return torch.tensor([f.values() for f in val])
+
+    curve = learning_curve(model.model, forecast_val)
     return {
         **score(y_hat, y_test),
+        "val_curve": curve,
         "train_seconds": TIMES["fit"],
         "train_only_seconds": TIMES["train"],
         "train_windows": TIMES["batches"] * BATCH_SIZE,  # last batch may be short: an upper bound
@@ -499,13 +583,26 @@ def run_pytorch_forecasting(epochs: int, quick: bool) -> dict:
     start = time.perf_counter()
     out = model.predict(loader, return_index=True, trainer_kwargs={"logger": False})
     infer_seconds = time.perf_counter() - start
-    index = out.index.assign(row=range(len(out.index)))
-    index["channel"] = index["channel"].astype(str).map(channels.index)
-    order = index.sort_values(["channel", "time_idx"])["row"].to_numpy()
-    n = len(x_test)
-    y_hat = out.output[order].reshape(len(channels), n, HORIZON).permute(1, 2, 0)
+
+    def ordered(out, n: int) -> torch.Tensor:  # [n windows, horizon, channels]
+        index = out.index.assign(row=range(len(out.index)))
+        index["channel"] = index["channel"].astype(str).map(channels.index)
+        order = index.sort_values(["channel", "time_idx"])["row"].to_numpy()
+        return out.output[order].reshape(len(channels), n, HORIZON).permute(1, 2, 0).float()
+
+    y_hat = ordered(out, len(x_test))
+    val = TimeSeriesDataSet.from_dataset(
+        train,
+        long[(long.time_idx >= BORDERS[0] - LOOKBACK) & (long.time_idx < BORDERS[1])],
+        stop_randomization=True,
+    )
+    val_loader = val.to_dataloader(train=False, batch_size=BATCH_SIZE)
+    n_val = len(windows(data, "val")[0])
+    predict = {"return_index": True, "trainer_kwargs": {"logger": False}}
+    curve = learning_curve(model, lambda: ordered(model.predict(val_loader, **predict), n_val))
     return {
-        **score(y_hat.float(), y_test),
+        **score(y_hat, y_test),
+        "val_curve": curve,
         "train_seconds": TIMES["fit"],
         "train_only_seconds": TIMES["train"],
         "train_windows": TIMES["batches"] * BATCH_SIZE / len(channels),
@@ -555,7 +652,7 @@ def measure(method: str, args, out: Path) -> dict:
     return result
 
 
-def row(method: str, r: dict) -> str:
+def row(method: str, r: dict, threshold: float | None = None) -> str:
     if method in OURS:
         cell, _, rest = method.partition("/")
         name = f"forecast {cell} ({rest.replace(' ', ', ')})"
@@ -564,7 +661,7 @@ def row(method: str, r: dict) -> str:
     if method in NOTES:
         name += f" [{NOTES[method]}]"
     if "mse" not in r:
-        return f"| {name} | {r['status']} | | | | | | |"
+        return f"| {name} | {r['status']} | | | | | | | |"
     train, train_only = r.get("train_seconds"), r.get("train_only_seconds")
     cells = [
         f"{r['mse']:.4f}",
@@ -572,6 +669,7 @@ def row(method: str, r: dict) -> str:
         "-" if train is None else f"{train:.3g}",
         "-" if train_only is None else f"{train_only:.3g}",
         "-" if not train_only else f"{r['train_windows'] / train_only:,.0f}",
+        seconds_to(r.get("val_curve"), threshold),
         f"{r['test_windows'] / r['infer_seconds']:,.0f}",
         f"{r['peak_rss_mb']:,.0f}",
     ]
@@ -622,14 +720,21 @@ def main() -> None:
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
+    results = {}
+    for method in args.methods:
+        print(f"running {method} ...", file=sys.stderr, flush=True)
+        results[method] = measure(method, args, out)
+    threshold = min((m for _, m in results.get("dlinear", {}).get("val_curve", [])), default=None)
     print(
         "| method | test MSE | test MAE | fit s | of which training s | training windows/s "
-        "| inference windows/s | peak RSS MB |"
+        "| training s to DLinear's val MSE | inference windows/s | peak RSS MB |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for method in args.methods:
-        print(row(method, measure(method, args, out)), flush=True)
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for method, result in results.items():
+        print(row(method, result, threshold))
     notes = sorted({NOTES[m] for m in args.methods if m in NOTES})
+    if threshold is not None:
+        print(f"\nDLinear's best validation MSE: {threshold:.4f}. {TIME_TO_ACCURACY}")
     print(f"\n{PEER_SETUP}")
     for note in notes:
         print(f"[{note}] {FOOTNOTES[note]}")

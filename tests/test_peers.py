@@ -48,6 +48,11 @@ def test_quick_comparison_has_a_row_per_method(tmp_path):
     for method in [*OURS, "dlinear"]:
         fit, training = (float(rows[method][i]) for i in (2, 3))
         assert 0 < training <= fit, (method, rows[method])  # validation is taken out
+        reached = rows[method][5]  # training seconds to DLinear's best validation MSE
+        assert reached.startswith("not in 1 ep.") or 0 < float(reached) <= training, reached
+    # DLinear reaches its own best: in its one epoch here, so after all its training seconds
+    assert float(rows["dlinear"][5]) == float(rows["dlinear"][3])
+    assert "DLinear's best validation MSE: " in result.stdout
     for method, module in PEERS.items():
         assert method in rows
         if importlib.util.find_spec(module) is None:  # the project's environment
