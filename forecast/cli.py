@@ -326,9 +326,28 @@ def check_train_config(cfg: DictConfig, overrides: Sequence[str], known: Mapping
         if isinstance(value, int) and value < 1:
             raise ConfigError(f"data.{key}={value}: give a positive number of steps")
     check_checkpoint(cfg.ckpt_path)
+    refuse_monitors_without_validation(cfg)
     check_export_formats(cfg.get("export_formats", ()), cfg.get("data"))
     refuse_unused_inputs(cfg)
     ensemble_members(cfg)
+
+
+def refuse_monitors_without_validation(cfg: DictConfig) -> None:
+    """trainer.limit_val_batches=0 computes no val_mse, which early stopping and the plateau
+    schedule act on: refused with the fix, rather than Lightning's traceback after set-up."""
+    if cfg.get("trainer", {}).get("limit_val_batches") != 0:
+        return
+    if cfg.get("callbacks", {}).get("early_stopping") is not None:
+        raise ConfigError(
+            "trainer.limit_val_batches=0 runs no validation, and callbacks.early_stopping stops "
+            "on val_mse: add callbacks.early_stopping=null, or let validation run"
+        )
+    scheduler = cfg.get("model", {}).get("scheduler") or {}
+    if str(scheduler.get("_target_", "")).endswith("ReduceLROnPlateau"):
+        raise ConfigError(
+            "trainer.limit_val_batches=0 runs no validation, and schedule=plateau lowers the "
+            "learning rate on val_mse: give schedule=none or schedule=cosine, or let validation run"
+        )
 
 
 def refuse_study_recipe(cfg: DictConfig, experiment: str | None) -> None:

@@ -64,6 +64,20 @@ MISTAKES = [
         "`sweep.py experiment=etth1_search`",
     ),
     (["train.py", "model.loss=smap"], "model.loss must be one of"),
+    (
+        ["train.py", "trainer.limit_val_batches=0"],
+        "train.py: trainer.limit_val_batches=0 runs no validation, and "
+        "callbacks.early_stopping stops on val_mse: add callbacks.early_stopping=null",
+    ),
+    (
+        [
+            "train.py",
+            "trainer.limit_val_batches=0",
+            "callbacks.early_stopping=null",
+            "schedule=plateau",
+        ],
+        "schedule=plateau lowers the learning rate on val_mse: give schedule=none",
+    ),
     (["sweep.py", "sweep.n_trials=many"], "sweep.n_trials=many: sweep.n_trials takes an"),
     (["sweep.py", "sweep.timeout=soon"], "sweep.timeout takes a number or null"),
     (["sweep.py", "trainer=ddp"], "sweep trials run in one process"),
