@@ -598,8 +598,12 @@ def run_pytorch_forecasting(epochs: int, quick: bool) -> dict:
     )
     val_loader = val.to_dataloader(train=False, batch_size=BATCH_SIZE)
     n_val = len(windows(data, "val")[0])
-    predict = {"return_index": True, "trainer_kwargs": {"logger": False}}
-    curve = learning_curve(model, lambda: ordered(model.predict(val_loader, **predict), n_val))
+
+    def forecast_val() -> torch.Tensor:  # fresh trainer_kwargs: predict adds its callback to them
+        out = model.predict(val_loader, return_index=True, trainer_kwargs={"logger": False})
+        return ordered(out, n_val)
+
+    curve = learning_curve(model, forecast_val)
     return {
         **score(y_hat, y_test),
         "val_curve": curve,
