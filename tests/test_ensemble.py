@@ -180,7 +180,7 @@ def test_members_are_the_product_of_the_lists_in_order(tmp_path):
         (["ensemble.seeds=[1,1]"], r"ensemble\.seeds=\[1, 1\]: a value given twice"),
         (["ensemble.seeds=[1,x]"], r"'x' is not one of the integer seeds"),
         (["ensemble.lookbacks=[12,96]"], r"look-back of 12 is shorter than model\.segment_len=24"),
-        (["ensemble.losses=[mae,smape]"], r"'smape' is not a loss; choose from mse, mae"),
+        (["ensemble.losses=[mae,smap]"], r"'smap' is not a loss; choose from mse, mae, huber, sma"),
         (["ensemble.losses=[mae,quantile]"], r"ensemble members of one kind"),
         (["ensemble.combine=max"], r"ensemble\.combine=max: give ensemble\.combine=median or"),
         (["ensemble.seeds=[1,2]", "trainer.devices=2"], r"trainer\.devices=2: an ensemble trains"),
