@@ -201,9 +201,9 @@ def run_ours(method: str, epochs: int, quick: bool, out: Path) -> dict:
     result = score(y_hat, y)
     if not math.isclose(result["mse"], metrics["test_mse"], rel_tol=1e-3):
         raise RuntimeError(f"test MSE {result['mse']} differs from train.py's {metrics}")
-    x_val, _ = windows(Watch.data, "val")
+    x_val, y_val = windows(Watch.data, "val")
     with torch.inference_mode():
-        curve = learning_curve(model, lambda: model(x_val)[..., model.median])
+        curve = learning_curve(model, lambda: model(x_val)[..., model.median], y_val)
     logged = pd.read_csv(Path(cfg.output_dir) / "logs" / "metrics.csv")
     # each training epoch's validation (rows of epoch `epochs` are the evaluations after the fit)
     logged = logged.dropna(subset=["val_mse"]).groupby("epoch")["val_mse"].first()
@@ -303,12 +303,10 @@ TIMES = {"fit": 0.0, "train": 0.0, "predict": 0.0, "batches": 0}
 SNAPSHOTS: list[tuple[float, dict]] = []
 
 
-def learning_curve(module, forecast_val) -> list[list[float]]:
+def learning_curve(module, forecast_val, y_val: torch.Tensor) -> list[list[float]]:
     """[training seconds, validation MSE] after each epoch: each of SNAPSHOTS loaded into
-    `module` and scored by `forecast_val()` (the shared validation windows' forecasts, as
-    score() takes them); `module` is left with the last epoch's weights."""
-    data = datamodule()
-    _, y_val = windows(data, "val")
+    `module` and scored by `forecast_val()` (the forecasts of the shared validation windows,
+    whose targets are `y_val`); `module` is left with the last epoch's weights."""
     curve = []
     for seconds, weights in SNAPSHOTS:
         module.load_state_dict(weights)
@@ -432,15 +430,17 @@ def run_neuralforecast(epochs: int, quick: bool) -> dict:
         .reshape(n_test, HORIZON, len(channels))
     )
 
+    _, y_val = windows(data, "val")
+    val_rows = long[long["ds"] < rows.index[BORDERS[1]]]
+
     def forecast_val():  # the fitted model on the validation windows (targets in the val rows)
-        val_rows = long[long["ds"] < rows.index[BORDERS[1]]]
-        n_val = BORDERS[1] - BORDERS[0] - HORIZON + 1
-        val = nf.cross_validation(val_rows, n_windows=n_val, step_size=1, use_fitted=True)
+        val = nf.cross_validation(val_rows, n_windows=len(y_val), step_size=1, use_fitted=True)
         val = val.sort_values(["unique_id", "cutoff", "ds"])
         table = val.pivot_table(index=["cutoff", "ds"], columns="unique_id", values="LSTM")
-        return torch.tensor(table[channels].to_numpy().reshape(n_val, HORIZON, len(channels)))
+        shape = (len(y_val), HORIZON, len(channels))
+        return torch.tensor(table[channels].to_numpy().reshape(shape)).float()
 
-    curve = learning_curve(nf.models[0], lambda: forecast_val().float())
+    curve = learning_curve(nf.models[0], forecast_val, y_val)
     return {
         **score(y_hat.float(), y_test),
         "val_curve": curve,
@@ -491,25 +491,12 @@ def run_darts(epochs: int, quick: bool, precision: str | None = None) -> dict:
         },
     )
     model.fit(train, verbose=False)
-    start = time.perf_counter()
-    forecasts = model.historical_forecasts(
-        series,
-        start=BORDERS[1],
-        start_format="position",
-        forecast_horizon=HORIZON,
-        stride=1,
-        retrain=False,
-        last_points_only=False,
-        overlap_end=False,
-        verbose=False,
-    )
-    infer_seconds = time.perf_counter() - start
-    y_hat = torch.tensor([f.values() for f in forecasts])
 
-    def forecast_val():  # the validation windows: targets in rows [8640, 11520)
-        val = model.historical_forecasts(
-            series[: BORDERS[1]],
-            start=BORDERS[0],
+    def forecasts_from(rows, start: int) -> torch.Tensor:
+        """Every window of `rows` whose targets start at `start` or later, forecast."""
+        forecasts = model.historical_forecasts(
+            rows,
+            start=start,
             start_format="position",
             forecast_horizon=HORIZON,
             stride=1,
@@ -518,9 +505,16 @@ def run_darts(epochs: int, quick: bool, precision: str | None = None) -> dict:
             overlap_end=False,
             verbose=False,
         )
-        return torch.tensor([f.values() for f in val])
+        return torch.tensor([f.values() for f in forecasts])
 
-    curve = learning_curve(model.model, forecast_val)
+    start = time.perf_counter()
+    y_hat = forecasts_from(series, BORDERS[1])
+    infer_seconds = time.perf_counter() - start
+    # the validation windows: targets in rows [8640, 11520)
+    _, y_val = windows(data, "val")
+    curve = learning_curve(
+        model.model, lambda: forecasts_from(series[: BORDERS[1]], BORDERS[0]), y_val
+    )
     return {
         **score(y_hat, y_test),
         "val_curve": curve,
@@ -597,13 +591,13 @@ def run_pytorch_forecasting(epochs: int, quick: bool) -> dict:
         stop_randomization=True,
     )
     val_loader = val.to_dataloader(train=False, batch_size=BATCH_SIZE)
-    n_val = len(windows(data, "val")[0])
+    _, y_val = windows(data, "val")
 
     def forecast_val() -> torch.Tensor:  # fresh trainer_kwargs: predict adds its callback to them
         out = model.predict(val_loader, return_index=True, trainer_kwargs={"logger": False})
-        return ordered(out, n_val)
+        return ordered(out, len(y_val))
 
-    curve = learning_curve(model, forecast_val)
+    curve = learning_curve(model, forecast_val, y_val)
     return {
         **score(y_hat, y_test),
         "val_curve": curve,
