@@ -95,6 +95,48 @@ def test_the_encoder_standardises_numbers_and_one_hot_encodes_levels():
     assert encoder.width == 4 and encoder.n_columns == 2
 
 
+def test_a_column_with_more_levels_than_the_embedding_gets_a_learned_vector_per_level():
+    levels = {"id": tuple(f"s{i}" for i in range(40)), "promo": ("no", "yes")}
+    columns = Columns(("temp", "id", "promo"), levels, (10.0, 0.0, 0.0), (2.0, 1.0, 1.0))
+    encoder = CovariateEncoder(columns, embed=4)
+    assert encoder.width == 1 + 4 + 2 and list(encoder.embeddings) == ["0"]
+    table = encoder.embeddings["0"].weight  # [40, 4]: the id's levels; promo stays one-hot
+    raw = torch.tensor([[14.0, 7.0, 1.0], [10.0, 39.0, 0.0], [12.0, 7.0, 0.0]])
+    expected = torch.cat(
+        [
+            torch.tensor([[2.0], [0.0], [1.0]]),
+            table[[7, 39, 7]],
+            torch.tensor([[0.0, 1], [1, 0], [1, 0]]),
+        ],
+        dim=-1,
+    )
+    torch.testing.assert_close(encoder(raw), expected)
+    # the vectors are learnt: a loss on one row's features reaches that level's row only
+    encoder(raw[:1]).sum().backward()
+    touched = table.grad.abs().sum(-1).nonzero().flatten().tolist()
+    assert touched == [7]
+    # 0 (or levels within the size) keep the one-hot
+    assert CovariateEncoder(columns, embed=0).width == 1 + 40 + 2
+    assert CovariateEncoder(columns, embed=40).width == 1 + 40 + 2
+    with pytest.raises(ValueError, match="category_embedding must be >= 0"):
+        CovariateEncoder(columns, embed=-1)
+
+
+def test_a_series_id_over_100000_series_does_not_widen_the_network():
+    """The one-hot of a 100,000-level id would be a 100,000-wide input to three layers, and
+    repeated in every segment of every window; embedded, it adds 16 features."""
+    ids = Columns(("id",), {"id": tuple(range(100_000))}, (0.0,), (1.0,))
+    options = dict(hidden_size=8, segment_len=6, covariates=Covariates(static=ids))
+    net = ForecastNet(1, 24, 12, **options)
+    assert net.embed[0].in_features == 6 + 16
+    assert net.covariate_query.in_features == 16 and net.covariate_skip.in_features == 16
+    x, static = torch.randn(3, 24, 1), torch.tensor([[0.0], [99_999.0], [5.0]])
+    y = net(x, static=static)
+    assert y.shape == (3, 12, 1, 1) and torch.isfinite(y).all()
+    one_hot = ForecastNet(1, 24, 12, category_embedding=0, **options)
+    assert one_hot.embed[0].in_features == 6 + 100_000
+
+
 COVARIATES = Covariates(
     past=Columns(("load",), {}, (0.0,), (1.0,)),
     future=Columns(("promo", "calendar:hour"), {"promo": ("no", "yes")}, (0.0, 0.0), (1.0, 1.0)),
@@ -158,16 +200,25 @@ def test_every_backbone_and_decoder_reads_each_kind_of_covariate(
 # ---- export ------------------------------------------------------------------------------
 
 
+# the static column with 40 levels, embedded in 4 features rather than one-hot
+MANY_LEVELS = Covariates(
+    past=COVARIATES.past,
+    future=COVARIATES.future,
+    static=Columns(("id",), {"id": tuple(f"s{i}" for i in range(40))}, (0.0,), (1.0,)),
+)
+
+
 @pytest.mark.parametrize(
-    ("cell", "impl", "decoder", "independent"),
+    ("cell", "impl", "decoder", "independent", "covariates"),
     [
-        ("lstm", "torch", "pmf", True),
-        ("gru", "custom", "direct", False),
-        ("lstmp", "torch", "pmf", False),
+        ("lstm", "torch", "pmf", True, COVARIATES),
+        ("gru", "custom", "direct", False, COVARIATES),
+        ("lstmp", "torch", "pmf", False, COVARIATES),
+        ("gru", "torch", "pmf", True, MANY_LEVELS),
     ],
 )
 def test_the_export_takes_covariates_as_named_inputs_and_equals_the_model(
-    tmp_path, cell, impl, decoder, independent
+    tmp_path, cell, impl, decoder, independent, covariates
 ):
     torch.manual_seed(0)
     net = ForecastNet(
@@ -181,7 +232,8 @@ def test_the_export_takes_covariates_as_named_inputs_and_equals_the_model(
         segment_len=6,
         decoder=decoder,
         channel_independent=independent,
-        covariates=COVARIATES,
+        covariates=covariates,
+        category_embedding=4,
     ).eval()
     mean, scale = torch.tensor([5.0, -1.0]), torch.tensor([2.0, 0.5])
     reference = ScaledForecastNet(net, mean, scale).eval()
@@ -189,10 +241,13 @@ def test_the_export_takes_covariates_as_named_inputs_and_equals_the_model(
         "lookback": 24,
         "horizon": 10,
         "channels": ["a", "b"],
-        "covariates": COVARIATES.to_dict(),
+        "covariates": covariates.to_dict(),
     }
     export_bundle(net, mean, scale, meta, tmp_path)
     x, past, future, static = inputs(batch=5, seed=1)
+    if covariates is MANY_LEVELS:  # codes of the id's levels, the last one among them
+        static = torch.tensor([[0.0], [39.0], [17.0], [3.0], [17.0]])
+        assert "0" in net.static_encoder.embeddings
     x = x * scale + mean
     with torch.no_grad():
         expected = reference(x, past, future, static).numpy()
@@ -308,10 +363,13 @@ def test_static_covariates_separate_series_levels(tmp_path):
     assert theirs > 5 * ours, (theirs, ours)
 
 
-def test_the_series_id_as_a_static_covariate_learns_each_series_level(tmp_path):
+@pytest.mark.parametrize(("embedding", "epochs"), [(16, 4), (4, 8)], ids=["one-hot", "embedded"])
+def test_the_series_id_as_a_static_covariate_learns_each_series_level(tmp_path, embedding, epochs):
     """One series per row (the M4 layout), noise around a level of -1 or +1: with the id
     column as a static covariate the model learns a vector per series (its level here), which a
-    short look-back guesses poorly."""
+    short look-back guesses poorly; its 8 levels one-hot, or embedded in 4 features (a vector
+    through a layer learns more slowly than a one-hot's column: level error 0.10 after 4 epochs
+    against 0.06, both 0.036 after 8)."""
     rng = np.random.default_rng(7)
     rows, levels = [], {}
     for s in range(8):
@@ -323,9 +381,10 @@ def test_the_series_id_as_a_static_covariate_learns_each_series_level(tmp_path):
         layout="rows",
         lookback=6,
         horizon=6,
-        max_epochs=4,
+        max_epochs=epochs,
         progress=False,
         overrides=[*FIT[1:], "model.segment_len=6", "model.revin=false"]
+        + [f"model.category_embedding={embedding}"]
         + ["data.val_size=24", "data.test_size=24"],
     )
     with_id = forecast.fit(df, static_covariates=["id"], output_dir=tmp_path / "with", **options)

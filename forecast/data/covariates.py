@@ -4,7 +4,7 @@ Three kinds, named as Darts names them: past covariates (observed up to the fore
 future covariates (known over the horizon too; calendar features generated from the timestamps
 join them as `calendar:<feature>`) and static covariates (one value per series). Numeric columns
 are standardised with the mean and scale of the training rows; categorical ones (text,
-booleans) are codes into their levels, one-hot encoded by the network
+booleans) are codes into their levels, one-hot encoded or embedded by the network
 (`forecast.models.covariates.CovariateEncoder`), so an exported model takes them as they are
 read: numbers, and codes.
 """

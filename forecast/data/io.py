@@ -484,8 +484,8 @@ def read_rows(
     `test_path`, a file of the same layout holding each series' held-out continuation, is
     appended to its series; `Frame.holdout` says how many rows it added to each.
     `static_covariates`: columns holding one value per series (per row) rather than values; the
-    id column may be one of them, which gives the model a learned vector per series (its levels
-    one-hot, projected like any static covariate). `levels`: as for `read_long`.
+    id column may be one of them, which gives the model a learned vector per series (a
+    categorical static covariate: forecast.models.covariates). `levels`: as for `read_long`.
     """
     static_names = list(static_covariates or [])
     ids, parts, static_columns = _read_ragged(path, id_col, format, fill, static_names)

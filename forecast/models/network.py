@@ -11,6 +11,8 @@ recurrent forecaster competitive on long horizons are switches here:
 - decoder `pmf` (SegRNN's parallel multi-step forecasting): every output segment is decoded in one
   recurrent step from the encoder's final state and a learnt position (and channel) embedding, all
   in parallel; `direct` maps the last output to every horizon step with one linear layer.
+- categorical covariates: one-hot up to `category_embedding` levels, a learned vector of that
+  length per level beyond (a series id over many series as a static covariate).
 - highway (LSTNet): a linear map from the look-back to the horizon, added to the recurrent forecast.
   Off by default: on ETTh1 every model forecast better without it at every horizon, by 0.01 in
   test MSE at horizon 96 and 0.02-0.04 at 336 and 720 (BENCHMARKS.md).
@@ -79,6 +81,7 @@ class ForecastNet(nn.Module):
         n_quantiles: int = 1,
         point_index: int = 0,
         covariates: Covariates | dict | None = None,
+        category_embedding: int = 16,
     ):
         super().__init__()
         if decoder not in DECODERS:
@@ -97,7 +100,9 @@ class ForecastNet(nn.Module):
         covariates = covariates or Covariates()
         # raw covariates in, features out (forecast.models.covariates); None where there are none
         self.past_encoder, self.future_encoder, self.static_encoder = (
-            CovariateEncoder(getattr(covariates, kind)) if getattr(covariates, kind).names else None
+            CovariateEncoder(getattr(covariates, kind), category_embedding)
+            if getattr(covariates, kind).names
+            else None
             for kind in KINDS
         )
         k_past, k_future, k_static = (
