@@ -62,6 +62,34 @@ def test_categorical_covariates_read_as_codes_into_sorted_levels():
         read(bad, LONG, levels=frame.levels)
 
 
+@pytest.mark.parametrize("fill", ["interpolate", "zero", "ffill"])
+def test_a_missing_category_takes_the_level_before_it_whatever_the_fill(fill):
+    """Codes are not numbers: interpolating 'zz' (2) and 'no' (0) would give 'yes' (1), and
+    zero-filling would give the first level; each takes its series' previous level instead
+    (the next one at the series' start), while the target is filled as `fill` says."""
+    raw = pd.DataFrame(
+        {
+            "unique_id": ["a"] * 6 + ["b"] * 3,
+            "ds": [*pd.date_range("2021-01-01", periods=6, freq="h")]
+            + [*pd.date_range("2021-01-01", periods=3, freq="h")],
+            "y": [0.0, 1.0, np.nan, 3.0, 4.0, 5.0, 1.0, 2.0, 3.0],
+            "promo": [None, "yes", None, "zz", None, "no", "no", None, "no"],
+        }
+    )
+    options = ReadOptions(layout="long", future_covariates=("promo",), fill=fill)
+    with pytest.warns(UserWarning, match=f"were filled \\(data.fill={fill}\\)"):
+        frame = read(raw, options)
+    levels = frame.levels["promo"]
+    assert [levels[int(c)] for c in frame.covariates[:, 0]] == (
+        ["yes", "yes", "yes", "zz", "zz", "no", "no", "no", "no"]
+    )
+    assert frame.values[2, 0] == {"interpolate": 2.0, "zero": 0.0, "ffill": 1.0}[fill]
+    # a series with no level at all has nothing to take: named, not given another series' level
+    raw.loc[6:, "promo"] = None
+    with pytest.raises(DataError, match=r"'promo', row df.iloc\[6\] \(series 'b'\): value "):
+        read(raw, options)
+
+
 def test_a_static_covariate_must_be_constant_and_needs_many_series():
     raw = promo_frame(n=30)
     raw.loc[7, "kind"] = "up"

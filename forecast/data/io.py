@@ -655,7 +655,8 @@ def _build(
     if future is not None:  # a future row has no target, and its past covariates are unknown
         tail = np.arange(len(numbers)) >= np.repeat(offsets[1:] - future, np.diff(offsets))
         numbers[tail, : n_target + n_past] = 0.0
-    numbers = fill_missing(path, numbers, offsets, fill, locate)
+    categorical = [j for j, name in enumerate(names[: numbers.shape[1]]) if levels.get(name)]
+    numbers = fill_missing(path, numbers, offsets, fill, locate, categorical)
     if future is not None:
         numbers[tail, :n_target] = np.nan
     values = np.ascontiguousarray(numbers[:, :n_target], dtype=np.float32)

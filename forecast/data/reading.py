@@ -48,9 +48,10 @@ class ReadOptions:
     columns known over the horizon too (prices, weather forecasts, promotions); static_covariates:
     columns constant within each series (long layout); text and booleans are categorical. freq:
     the regular step (default: inferred).
-    fill: gaps and NaN/inf, `error` | `ffill` | `interpolate` | `zero`. sort: sort rows by time
-    instead of refusing a file out of order. short: series too short for the model, `error` |
-    `skip` (left out and named).
+    fill: gaps and NaN/inf, `error` | `ffill` | `interpolate` | `zero` (a categorical
+    covariate, under any but `error`, takes the level before it in its series). sort: sort rows
+    by time instead of refusing a file out of order. short: series too short for the model,
+    `error` | `skip` (left out and named).
     """
 
     layout: str = "wide"

@@ -9,7 +9,7 @@ file, `offsets` [S + 1] where series s starts and ends. Vectorised over all seri
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -135,8 +135,12 @@ def fill_missing(
     offsets: np.ndarray,
     fill: str,
     locate: Callable[[int, int], str],
+    categorical: Sequence[int] = (),
 ) -> np.ndarray:
-    """Refuse NaN and inf (fill == error) or fill them within their own series, with a warning."""
+    """Refuse NaN and inf (fill == error) or fill them within their own series, with a warning.
+    The `categorical` columns hold codes of levels: whatever the fill, a missing one takes the
+    level before it in its series (the one after it at the series' start), never a code
+    between two levels (interpolate) or the first level (zero)."""
     check_fill(fill)
     bad = ~np.isfinite(numbers)
     if not bad.any():
@@ -147,17 +151,29 @@ def fill_missing(
             f"{path}: {locate(i, j)}: value {numbers[i, j]} is missing or infinite; fill or "
             f"remove it in the file, {FIX_BY_FILL}"
         )
-    numbers[bad] = 0.0 if fill == "zero" else np.nan
+    is_level = np.zeros(numbers.shape[1], dtype=bool)
+    is_level[list(categorical)] = True
+    numbers[bad] = np.nan
+    if fill == "zero":
+        numbers[bad & ~is_level] = 0.0
+    rows = np.flatnonzero(bad.any(axis=1))
     if fill != "zero":
-        _fill_series(numbers, offsets, np.flatnonzero(bad.any(axis=1)), fill)
-        still = np.isnan(numbers)
-        if still.any():
-            i, j = divmod(int(np.argmax(still)), numbers.shape[1])
+        _fill_series(numbers, offsets, rows, fill, ~is_level)
+    if is_level.any():
+        _fill_series(numbers, offsets, rows, "nearest level", is_level)
+    still = np.isnan(numbers)
+    if still.any():
+        i, j = divmod(int(np.argmax(still)), numbers.shape[1])
+        if is_level[j]:
             raise DataError(
-                f"{path}: {locate(i, j)}: value missing and nothing before it in its series to "
-                f"fill it from (data.fill={fill}); use data.fill=interpolate or zero, or remove "
-                f"the leading rows"
+                f"{path}: {locate(i, j)}: value missing and its series has no level of this "
+                f"column to fill it from; give the series its values in the file"
             )
+        raise DataError(
+            f"{path}: {locate(i, j)}: value missing and nothing before it in its series to "
+            f"fill it from (data.fill={fill}); use data.fill=interpolate or zero, or remove "
+            f"the leading rows"
+        )
     warnings.warn(
         f"{path}: {int(bad.sum())} missing or infinite values were filled (data.fill={fill}); "
         f"set data.fill=error to refuse them instead",
@@ -167,12 +183,18 @@ def fill_missing(
     return numbers
 
 
-def _fill_series(numbers, offsets, bad_rows, fill) -> None:
-    """Fill NaN in place, series by series, so no value leaks from one series into the next."""
+def _fill_series(numbers, offsets, bad_rows, fill, columns) -> None:
+    """Fill NaN in place in the chosen `columns` (a mask), series by series, so no value leaks
+    from one series into the next. `nearest level`: the value before, else the one after."""
     for s in np.unique(np.searchsorted(offsets, bad_rows, side="right") - 1):
-        part = pd.DataFrame(numbers[offsets[s] : offsets[s + 1]])
-        part = part.ffill() if fill == "ffill" else part.interpolate(limit_direction="both")
-        numbers[offsets[s] : offsets[s + 1]] = part.to_numpy()
+        part = pd.DataFrame(numbers[offsets[s] : offsets[s + 1], columns])
+        if fill == "ffill":
+            part = part.ffill()
+        elif fill == "nearest level":
+            part = part.ffill().bfill()
+        else:
+            part = part.interpolate(limit_direction="both")
+        numbers[offsets[s] : offsets[s + 1], columns] = part.to_numpy()
 
 
 def _step(where, time_col, steps, freq) -> int:
