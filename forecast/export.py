@@ -498,8 +498,27 @@ class ExportedModel:
                     f"{name} must be [batch, {', '.join(map(str, shape[1:]))}] for x of batch "
                     f"{len(x)}, got {list(value.shape)}"
                 )
+            self._refuse_other_codes(name, value)
             inputs[name] = value
         return self._run(x, inputs)
+
+    def _refuse_other_codes(self, kind: str, value: np.ndarray) -> None:
+        """ValueError where a categorical column holds something other than a code of its
+        levels (an integer position in them): the network would read it as no level at all."""
+        columns = self.meta.get("covariates", {}).get(kind, {})
+        levels = columns.get("levels", {})
+        for j, column in enumerate(columns.get("names", [])):
+            if column not in levels:
+                continue
+            codes, n = value[..., j], len(levels[column])
+            bad = ~((codes >= 0) & (codes < n) & (codes == np.floor(codes)))
+            if bad.any():
+                at = tuple(int(i) for i in np.argwhere(bad)[0])
+                raise ValueError(
+                    f"{kind}{[*at, j]} ({column!r}) is {codes[at]}, not a code of its {n} "
+                    f"levels: give the level's position (0 to {n - 1}) in meta.json's "
+                    f"covariates.{kind}.levels[{column!r}]"
+                )
 
 
 def _load_pt2(path: Path):

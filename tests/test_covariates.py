@@ -1,6 +1,7 @@
 """Covariates: past, future-known and static, read, encoded, learnt from, exported and forecast
 with, on data whose target depends on them in ways its own history cannot tell."""
 
+import dataclasses
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ import torch
 import forecast
 from forecast.data import DataError, ReadOptions, read
 from forecast.data.covariates import Columns, Covariates
+from forecast.data.spec import DataSpec
 from forecast.export import ExportedModel, export_bundle
 from forecast.models import ForecastNet, ScaledForecastNet
 from forecast.models.covariates import CovariateEncoder
@@ -155,7 +157,7 @@ def test_a_series_id_over_100000_series_does_not_widen_the_network():
     repeated in every segment of every window; embedded, it adds 16 features."""
     ids = Columns(("id",), {"id": tuple(range(100_000))}, (0.0,), (1.0,))
     options = dict(hidden_size=8, segment_len=6, covariates=Covariates(static=ids))
-    net = ForecastNet(1, 24, 12, **options)
+    net = ForecastNet(1, 24, 12, category_embedding=16, **options)
     assert net.embed[0].in_features == 6 + 16
     assert net.covariate_query.in_features == 16 and net.covariate_skip.in_features == 16
     x, static = torch.randn(3, 24, 1), torch.tensor([[0.0], [99_999.0], [5.0]])
@@ -163,6 +165,44 @@ def test_a_series_id_over_100000_series_does_not_widen_the_network():
     assert y.shape == (3, 12, 1, 1) and torch.isfinite(y).all()
     one_hot = ForecastNet(1, 24, 12, category_embedding=0, **options)
     assert one_hot.embed[0].in_features == 6 + 100_000
+
+
+def test_a_code_that_is_no_level_gives_zeros_as_its_one_hot_would():
+    """Not a lookup of another level's vector: ONNX's Gather would wrap -1 to the last level."""
+    columns = Columns(("id",), {"id": tuple(f"s{i}" for i in range(40))}, (0.0,), (1.0,))
+    embedded, one_hot = CovariateEncoder(columns, embed=4), CovariateEncoder(columns)
+    bad = torch.tensor([[-1.0], [40.0], [2.5]])
+    for encoder in (embedded, one_hot):
+        assert encoder(bad).abs().sum() == 0
+    last = embedded.embeddings["0"].weight[39:]
+    torch.testing.assert_close(embedded(torch.tensor([[39.0]])), last)
+
+
+def test_runs_and_checkpoints_from_before_the_option_keep_their_one_hot():
+    """A run's config.yaml or a checkpoint written before `model.category_embedding` existed
+    lacks the key: built again, its model is the one-hot one it was trained as (its weights
+    load), and resuming it under today's default names the option to give."""
+    from omegaconf import OmegaConf
+
+    from forecast.errors import ConfigError
+    from forecast.models.forecaster import refuse_other_checkpoint
+    from forecast.pipeline import build_model
+
+    ids = Columns(("id",), {"id": tuple(f"s{i}" for i in range(40))}, (0.0,), (1.0,))
+    spec = dataclasses.replace(DataSpec.of(1, 24, 12), covariates=Covariates(static=ids))
+    node = OmegaConf.create(
+        {"_target_": "forecast.models.Forecaster", "hidden_size": 8, "segment_len": 6}
+    )
+    old = build_model(node, spec)  # a config from before the option
+    assert not old.net.static_encoder.embeddings and old.net.static_encoder.width == 40
+    today = build_model(OmegaConf.merge(node, {"category_embedding": 16}), spec)
+    assert today.net.static_encoder.width == 16
+    checkpoint = {"hyper_parameters": dict(old.hparams), "data_spec": spec.to_dict()}
+    with pytest.raises(ConfigError, match=r"model.category_embedding=0 \(this run: 16\)"):
+        refuse_other_checkpoint(checkpoint, dict(today.hparams), spec.to_dict())
+    again = build_model(OmegaConf.merge(node, {"category_embedding": 0}), spec)
+    refuse_other_checkpoint(checkpoint, dict(again.hparams), spec.to_dict())
+    again.load_state_dict(old.state_dict())
 
 
 COVARIATES = Covariates(
@@ -292,6 +332,12 @@ def test_the_export_takes_covariates_as_named_inputs_and_equals_the_model(
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5, err_msg=engine)
     with pytest.raises(ValueError, match="takes the covariates \\['future', 'past', 'static'\\]"):
         model.predict(x.numpy())
+    if covariates is MANY_LEVELS:  # what no engine could tell from a level: refused by name
+        for code in (-1.0, 40.0, 2.5, float("nan")):
+            other = static.clone()
+            other[3, 0] = code
+            with pytest.raises(ValueError, match=r"static\[3, 0\] \('id'\) is .*, not a code"):
+                model.predict(x.numpy(), past=past.numpy(), future=future.numpy(), static=other)
 
 
 # ---- learning from them ------------------------------------------------------------------

@@ -31,11 +31,6 @@ class Columns:
     mean: tuple[float, ...] = ()  # per column (categorical ones: 0)
     scale: tuple[float, ...] = ()  # per column (categorical ones: 1)
 
-    @property
-    def width(self) -> int:
-        """Features after encoding: 1 per numeric column, one per level of a categorical one."""
-        return sum(len(self.levels[n]) if n in self.levels else 1 for n in self.names)
-
     def to_dict(self) -> dict:
         return {
             "names": list(self.names),

@@ -50,7 +50,12 @@ class CovariateEncoder(nn.Module):
         for i, (j, n) in enumerate(self.categorical):
             codes = raw[..., j : j + 1]  # [..., 1]
             if str(i) in self.embeddings:  # [..., embed]
-                parts.append(self.embeddings[str(i)](codes[..., 0].long()).to(raw.dtype))
+                # a code that is no level (negative, beyond the levels, fractional) gives zeros,
+                # as its one-hot would, in every engine (ONNX's Gather would wrap -1 to the last)
+                code = codes[..., 0]
+                valid = (code >= 0) & (code < n) & (code == code.floor())
+                vectors = self.embeddings[str(i)](code.clamp(0, n - 1).long())
+                parts.append((vectors * valid[..., None]).to(raw.dtype))
                 continue
             levels = torch.arange(n, device=raw.device, dtype=raw.dtype)
             parts.append((codes == levels).to(raw.dtype))  # [..., n]

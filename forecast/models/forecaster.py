@@ -264,10 +264,17 @@ class Forecaster(pl.LightningModule):
         }
 
 
+# model options added after checkpoints were first written, with the value that gives what a
+# checkpoint from before an option was trained with (its hyper-parameters lack the key)
+ADDED_OPTIONS = {"category_embedding": 0}
+
+
 def refuse_other_checkpoint(checkpoint: dict, hparams: dict, spec: dict) -> None:
     """ConfigError when `checkpoint` was trained with other model options or on other data
     (lookback, horizon, channels, scaler) than the model about to load it (`hparams`, `spec`)."""
-    ours, theirs = dict(hparams), dict(checkpoint.get("hyper_parameters", {}))
+    # a model built without the option has its default too (ForecastNet's, the same value)
+    ours = {**ADDED_OPTIONS, **hparams}
+    theirs = {**ADDED_OPTIONS, **checkpoint.get("hyper_parameters", {})}
     saved_spec = checkpoint.get("data_spec")
     differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
     if differ:
