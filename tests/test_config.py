@@ -46,6 +46,8 @@ def test_the_highway_is_off_by_default_and_on_for_m4_hourly():
     cfg = composed("experiment=m4_hourly")
     assert cfg.model.highway is True
     assert cfg.data.name == "M4-Hourly-train.csv"
+    # eight days: validation's choice on M4 Hourly (BENCHMARKS.md), not the default 96
+    assert cfg.data.lookback == 192 and composed().data.lookback == 96
 
 
 def test_every_value_of_the_default_sweep_space_is_a_valid_train_override():
