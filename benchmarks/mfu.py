@@ -189,7 +189,7 @@ def build(backbone: str):
 def step(model, optimiser, batch, precision: str) -> None:
     """One training step as Lightning runs it (automatic optimisation, norm clipping)."""
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed"):
-        loss = model.loss(model(batch["x"]), batch["y"])
+        loss = model.loss(model(batch["x"]), batch)
     optimiser.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP)
