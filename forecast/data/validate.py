@@ -156,11 +156,8 @@ def fill_missing(
     numbers[bad] = np.nan
     if fill == "zero":
         numbers[bad & ~is_level] = 0.0
-    rows = np.flatnonzero(bad.any(axis=1))
-    if fill != "zero":
-        _fill_series(numbers, offsets, rows, fill, ~is_level)
-    if is_level.any():
-        _fill_series(numbers, offsets, rows, "nearest level", is_level)
+    if fill != "zero" or is_level.any():
+        _fill_series(numbers, offsets, np.flatnonzero(bad.any(axis=1)), fill, is_level)
     still = np.isnan(numbers)
     if still.any():
         i, j = divmod(int(np.argmax(still)), numbers.shape[1])
@@ -183,18 +180,19 @@ def fill_missing(
     return numbers
 
 
-def _fill_series(numbers, offsets, bad_rows, fill, columns) -> None:
-    """Fill NaN in place in the chosen `columns` (a mask), series by series, so no value leaks
-    from one series into the next. `nearest level`: the value before, else the one after."""
+def _fill_series(numbers, offsets, bad_rows, fill, is_level) -> None:
+    """Fill NaN in place, series by series, so no value leaks from one series into the next:
+    numbers as `fill` says (under zero they are filled already), the `is_level` columns (a
+    mask) with the level before, else the one after."""
+    numeric = ~is_level
     for s in np.unique(np.searchsorted(offsets, bad_rows, side="right") - 1):
-        part = pd.DataFrame(numbers[offsets[s] : offsets[s + 1], columns])
-        if fill == "ffill":
-            part = part.ffill()
-        elif fill == "nearest level":
-            part = part.ffill().bfill()
-        else:
-            part = part.interpolate(limit_direction="both")
-        numbers[offsets[s] : offsets[s + 1], columns] = part.to_numpy()
+        block = numbers[offsets[s] : offsets[s + 1]]  # a view: filled in place
+        if fill != "zero" and numeric.any():
+            part = pd.DataFrame(block[:, numeric])
+            part = part.ffill() if fill == "ffill" else part.interpolate(limit_direction="both")
+            block[:, numeric] = part.to_numpy()
+        if is_level.any():
+            block[:, is_level] = pd.DataFrame(block[:, is_level]).ffill().bfill().to_numpy()
 
 
 def _step(where, time_col, steps, freq) -> int:
