@@ -28,7 +28,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from forecast.cli import ConfigError, check_export_formats
-from forecast.config import compose_train_config
+from forecast.config import compose_train_config, upgrade_config
 from forecast.data.reading import sniff_layout
 
 # fit(**options): the common keys a caller may name directly, and the config key each sets
@@ -144,11 +144,12 @@ class Run:
 
     @property
     def config(self) -> DictConfig:
-        """The run's resolved configuration (config.yaml; the export's copy if it has none)."""
+        """The run's resolved configuration (config.yaml; the export's copy if it has none), with
+        the options added since an older version wrote it (`forecast.config.upgrade_config`)."""
         config = self.path / "config.yaml"
         if config.is_file():
-            return OmegaConf.load(config)
-        return OmegaConf.create(self.meta.get("config", {}))
+            return upgrade_config(OmegaConf.load(config))
+        return upgrade_config(OmegaConf.create(self.meta.get("config", {})))
 
     @property
     def lookback(self) -> int:

@@ -73,6 +73,45 @@ def data_defaults() -> dict:
     return defaults_of(SeriesDataModule.__init__)
 
 
+# Options added after runs were first saved, and what a saved config or checkpoint from before
+# each one lacks. The one place that knows older versions: `upgrade_config` brings a saved config
+# (a run's config.yaml, a sweep's best.yaml, an export's copy) and `upgrade_model_options` a
+# checkpoint's hyper-parameters up to date before anything is built from them, so each option
+# has one default (its class's, or config.yaml's) for new runs.
+# Model options take the value the older model was built with (category_embedding: 0, the
+# one-hot it had); run options take today's default (tests/test_config.py holds them equal).
+ADDED_MODEL_OPTIONS = {"category_embedding": 0}
+ADDED_RUN_OPTIONS = {
+    "threads": "auto",
+    "export_formats": ["pt2", "onnx"],
+    "ensemble": {"seeds": None, "lookbacks": None, "losses": None, "combine": "median"},
+}
+
+
+def upgrade_model_options(options: dict) -> dict:
+    """A checkpoint's (or a saved config's) model options with every option added since it was
+    written set to what its model was built with."""
+    return {**ADDED_MODEL_OPTIONS, **options}
+
+
+def upgrade_config(cfg: DictConfig) -> DictConfig:
+    """`cfg`, a train config saved by an older version, brought up to date in place (and
+    returned): the run and model options added since get the values in `ADDED_RUN_OPTIONS` and
+    `ADDED_MODEL_OPTIONS`. A config composed today has them all, and is left as it is."""
+    from omegaconf import open_dict
+
+    with open_dict(cfg):
+        for key, value in ADDED_RUN_OPTIONS.items():
+            if key not in cfg:
+                cfg[key] = value
+        model = cfg.get("model")
+        if model is not None and model.get("_target_") == "forecast.models.Forecaster":
+            for key, value in ADDED_MODEL_OPTIONS.items():
+                if key not in model:
+                    model[key] = value
+    return cfg
+
+
 def register_configs() -> None:
     """The resolvers, and the `base` configs that conf/model/*.yaml and conf/data/*.yaml extend."""
     register_resolvers()

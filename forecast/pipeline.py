@@ -35,10 +35,10 @@ from pytorch_lightning.callbacks import ProgressBar
 from forecast.atomic import remove_stale_parts
 from forecast.atomic import write_text as write_atomic
 from forecast.callbacks import RNGStateCheckpoint
-from forecast.config import register_configs
+from forecast.config import register_configs, upgrade_config
 from forecast.data.spec import DataSpec
 from forecast.errors import ConfigError
-from forecast.export import DEFAULT_FORMATS, export_bundle
+from forecast.export import export_bundle
 from forecast.versions import versions
 
 log = logging.getLogger(__name__)
@@ -61,9 +61,9 @@ def train(
     DataFrame, is read in place of `data.path` (the API's `forecast.fit`). `progress`: a progress
     bar (Lightning's TQDM bar, which notebooks show too); None: the configured bar, on a terminal.
     With `ensemble.*` set, `train_ensemble` trains the members and returns the ensemble's
-    validation MSE.
+    validation MSE. A config saved by an older version is brought up to date first.
     """
-    members = ensemble_members(cfg)
+    members = ensemble_members(upgrade_config(cfg))
     if members is not None:
         return train_ensemble(cfg, members, callbacks, data=data, progress=progress)
     return objective_of(fit_run(cfg, callbacks, data=data, progress=progress).metrics)
@@ -313,7 +313,7 @@ def export(
     so the bundle is exported without one. Without RevIN such a model is not exported.
     `ensemble`: meta.json's record of an ensemble's members (`train_ensemble`).
     """
-    formats = export_formats_of(cfg)
+    formats = list(cfg.export_formats)
     if not formats:
         return
     if spec.per_series:
@@ -327,12 +327,6 @@ def export(
     export_bundle(
         model.net, mean, scale, meta, out_dir, independent=spec.independent, formats=formats
     )
-
-
-def export_formats_of(cfg: DictConfig) -> list[str]:
-    """The exports a run writes: `export_formats`, the default where a config has none (a
-    best.yaml of an older sweep)."""
-    return list(cfg.get("export_formats", DEFAULT_FORMATS))
 
 
 def build_model(node: DictConfig, spec: DataSpec) -> pl.LightningModule:
@@ -473,9 +467,7 @@ def ensemble_members(cfg: DictConfig) -> list[Member] | None:
     in the order seeds, lookbacks, losses, the last varying fastest; a list left null is the
     run's own seed, data.lookback or model.loss); None when every list is null (one model, no
     ensemble). A setting that cannot work is a one-line ConfigError naming the key and the fix."""
-    node = cfg.get("ensemble")
-    if node is None:  # a config of an older version (a sweep's best.yaml)
-        return None
+    node = cfg.ensemble
     unknown = sorted(set(node) - {*ENSEMBLE_AXES, "combine"})
     if unknown:
         raise ConfigError(
@@ -562,7 +554,7 @@ def member_config(cfg: DictConfig, member: Member, folder: Path) -> DictConfig:
     forecasts with each) when the ensemble exports anything; the ensemble's bundle is the one
     that ships, with ONNX."""
     member_cfg = copy.deepcopy(cfg)
-    formats = export_formats_of(cfg)
+    formats = list(cfg.export_formats)
     with open_dict(member_cfg):
         member_cfg.output_dir = str(folder)
         member_cfg.seed = member.seed

@@ -225,13 +225,9 @@ def test_one_source_of_defaults_for_the_classes_and_the_configs():
     from forecast.config import compose_train_config
 
     cfg = compose_train_config(["data=csv", "data.path=x.csv"])
-    # the one deliberate difference: ForecastNet's category_embedding is 0 (one-hot), what
-    # networks built before the option had, so old runs and checkpoints rebuild as trained;
-    # the model config gives new runs 16 (forecast/conf/model/lstm.yaml)
-    assert model_defaults()["category_embedding"] == 0 and cfg.model.category_embedding == 16
     for key, value in model_defaults().items():
         # the config names Adam's class; the class's None is Adam
-        if key not in ("optimizer", "category_embedding"):
+        if key != "optimizer":
             assert cfg.model[key] == value, key
     for key, value in data_defaults().items():
         if key != "path":

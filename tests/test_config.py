@@ -50,6 +50,32 @@ def test_the_highway_is_off_by_default_and_on_for_m4_hourly():
     assert cfg.data.lookback == 192 and composed().data.lookback == 96
 
 
+def test_a_config_from_an_older_version_gets_todays_run_options_and_its_models_old_ones():
+    """upgrade_config: a saved config without the options added since gets today's run
+    defaults (what config.yaml sets) and the model options its model was built with."""
+    from forecast.config import ADDED_MODEL_OPTIONS, ADDED_RUN_OPTIONS, upgrade_config
+    from forecast.export import DEFAULT_FORMATS
+
+    today = composed()
+    assert list(DEFAULT_FORMATS) == ADDED_RUN_OPTIONS["export_formats"]
+    for key, value in ADDED_RUN_OPTIONS.items():
+        ours = today[key]
+        assert (OmegaConf.to_container(ours) if OmegaConf.is_config(ours) else ours) == value, key
+    older = OmegaConf.create(OmegaConf.to_container(today))
+    for key in ADDED_RUN_OPTIONS:
+        del older[key]
+    for key in ADDED_MODEL_OPTIONS:
+        del older.model[key]
+    upgraded = upgrade_config(older)
+    assert upgraded is older
+    for key in ADDED_RUN_OPTIONS:
+        assert upgraded[key] == today[key], key
+    assert upgraded.model.category_embedding == 0 != today.model.category_embedding
+    # another class's model options are its own: nothing is added to them
+    other = OmegaConf.create({"model": {"_target_": "my.Model", "width": 3}})
+    assert dict(upgrade_config(other).model) == {"_target_": "my.Model", "width": 3}
+
+
 def test_every_value_of_the_default_sweep_space_is_a_valid_train_override():
     space = OmegaConf.to_container(composed(name="sweep").sweep.space)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))

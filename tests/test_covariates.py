@@ -15,7 +15,7 @@ from forecast.data import DataError, ReadOptions, read
 from forecast.data.covariates import Columns, Covariates
 from forecast.data.spec import DataSpec
 from forecast.export import ExportedModel, export_bundle
-from forecast.models import ForecastNet, ScaledForecastNet
+from forecast.models import Forecaster, ForecastNet, ScaledForecastNet
 from forecast.models.covariates import CovariateEncoder
 from tests.conftest import ROOT
 
@@ -180,29 +180,43 @@ def test_a_code_that_is_no_level_gives_zeros_as_its_one_hot_would():
 
 def test_runs_and_checkpoints_from_before_the_option_keep_their_one_hot():
     """A run's config.yaml or a checkpoint written before `model.category_embedding` existed
-    lacks the key: built again, its model is the one-hot one it was trained as (its weights
-    load), and resuming it under today's default names the option to give."""
+    lacks the key: brought up to date (`forecast.config.upgrade_config`,
+    `upgrade_model_options`), its model is the one-hot one it was trained as (its weights load),
+    and resuming it under today's default names the option to give. A model built today records
+    the option even where it was not given, so its checkpoint is not taken for an older one."""
     from omegaconf import OmegaConf
 
+    from forecast.config import compose_train_config, upgrade_config
     from forecast.errors import ConfigError
     from forecast.models.forecaster import refuse_other_checkpoint
     from forecast.pipeline import build_model
 
     ids = Columns(("id",), {"id": tuple(f"s{i}" for i in range(40))}, (0.0,), (1.0,))
     spec = dataclasses.replace(DataSpec.of(1, 24, 12), covariates=Covariates(static=ids))
-    node = OmegaConf.create(
-        {"_target_": "forecast.models.Forecaster", "hidden_size": 8, "segment_len": 6}
-    )
-    old = build_model(node, spec)  # a config from before the option
+    today_cfg = compose_train_config(["data=csv", "data.path=x.csv", "model.hidden_size=8"])
+    old_cfg = OmegaConf.create(OmegaConf.to_container(today_cfg))  # as a config.yaml loads
+    del old_cfg.model["category_embedding"]  # one from before the option
+    assert upgrade_config(today_cfg.copy()) == today_cfg  # today's config is left as it is
+
+    old = build_model(upgrade_config(old_cfg).model, spec)
+    assert old_cfg.model.category_embedding == 0
     assert not old.net.static_encoder.embeddings and old.net.static_encoder.width == 40
-    today = build_model(OmegaConf.merge(node, {"category_embedding": 16}), spec)
-    assert today.net.static_encoder.width == 16
+    today = build_model(today_cfg.model, spec)
+    assert today.net.static_encoder.width == 16 and today.hparams["category_embedding"] == 16
     checkpoint = {"hyper_parameters": dict(old.hparams), "data_spec": spec.to_dict()}
+    del checkpoint["hyper_parameters"]["category_embedding"]  # written before the option
     with pytest.raises(ConfigError, match=r"model.category_embedding=0 \(this run: 16\)"):
         refuse_other_checkpoint(checkpoint, dict(today.hparams), spec.to_dict())
-    again = build_model(OmegaConf.merge(node, {"category_embedding": 0}), spec)
-    refuse_other_checkpoint(checkpoint, dict(again.hparams), spec.to_dict())
-    again.load_state_dict(old.state_dict())
+    refuse_other_checkpoint(checkpoint, dict(old.hparams), spec.to_dict())
+    build_model(old_cfg.model, spec).load_state_dict(old.state_dict())
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        today.load_state_dict(old.state_dict())
+    # a Forecaster built in Python without the option records the default it was built with,
+    # so its checkpoint resumes into itself (were it read as older, it would be refused)
+    plain = Forecaster(spec, hidden_size=8, segment_len=6)
+    assert plain.hparams["category_embedding"] == 16 and plain.net.static_encoder.width == 16
+    saved = {"hyper_parameters": dict(plain.hparams), "data_spec": spec.to_dict()}
+    refuse_other_checkpoint(saved, dict(plain.hparams), spec.to_dict())
 
 
 COVARIATES = Covariates(
@@ -555,3 +569,4 @@ def test_predict_py_reads_future_rows_like_the_api_and_names_what_is_missing(tmp
     short = ahead.groupby("unique_id").head(20)  # 20 of the 24 hours the model needs
     with pytest.raises(DataError, match=r"series 's0' has 20 rows after its last target"):
         run.predict(history, future=short)
+

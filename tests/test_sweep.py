@@ -16,10 +16,11 @@ import pandas as pd
 import pytest
 import sqlalchemy.exc
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 import forecast
-from forecast.config import CONF_DIR
+from forecast.config import ADDED_MODEL_OPTIONS, ADDED_RUN_OPTIONS, CONF_DIR
 from forecast.data import dataset_path
 from forecast.sweep import (
     merge_overrides,
@@ -142,6 +143,28 @@ def test_study_in_sqlite_resumes_and_its_best_config_trains_again(tmp_path):
     )
     again = json.loads((tmp_path / "again" / "metrics.json").read_text())
     assert again["val_mse"] == study.best_value
+    # a best.yaml of an older sweep, without the options added since, trains as it did then
+    older = OmegaConf.load(sweep_dir / "best.yaml")
+    for key in ADDED_RUN_OPTIONS:
+        del older[key]
+    for key in ADDED_MODEL_OPTIONS:
+        del older.model[key]
+    OmegaConf.save(older, sweep_dir / "older.yaml")
+    run_script(
+        "train.py",
+        "--config-dir",
+        str(sweep_dir),
+        "--config-name",
+        "older",
+        f"hydra.run.dir={tmp_path / 'older'}",
+    )
+    older_run = forecast.load(tmp_path / "older")
+    assert older_run.metrics["val_mse"] == study.best_value
+    assert older_run.config.model.category_embedding == 0  # the one-hot it had then
+    assert sorted(p.name for p in (tmp_path / "older" / "export").glob("model.*")) == [
+        "model.onnx",
+        "model.pt2",
+    ]
 
 
 @pytest.mark.slow

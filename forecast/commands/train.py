@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from forecast.cli import run
 from forecast.commands import CONFIG_PATH, command, prog
-from forecast.config import register_configs
+from forecast.config import register_configs, upgrade_config
 from forecast.runtime import apply_threads, prepare_process
 
 
@@ -32,10 +32,11 @@ def main(cfg: DictConfig) -> float:
 
     hydra_cfg = HydraConfig.get()
     with reported(prog(), "config"):
+        upgrade_config(cfg)  # a best.yaml of an older sweep: the options added since
         check_train_config(cfg, hydra_cfg.overrides.task)
         refuse_study_recipe(cfg, hydra_cfg.runtime.choices.get("experiment"))
         check_config(cfg)  # an object whose optional dependency is missing
-        apply_threads(cfg.get("threads", "auto"))  # a best.yaml of an older sweep has none
+        apply_threads(cfg.threads)
         try:
             objective = train(cfg)
         except DataError as err:

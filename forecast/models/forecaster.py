@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from forecast.config import ADDED_MODEL_OPTIONS, defaults_of, upgrade_model_options
 from forecast.data.spec import DataSpec
 from forecast.errors import ConfigError
 from forecast.metrics import ForecastMetrics, pinball, seasonal_scale
@@ -60,6 +61,10 @@ class Forecaster(pl.LightningModule):
         if net is not None and net_options:
             raise ValueError(f"give a network or its options, not both: {sorted(net_options)}")
         self.save_hyperparameters(ignore=["spec", "net", "optimizer", "scheduler"])
+        if net is None:  # the options added since older checkpoints, recorded even when not given
+            # (a checkpoint without one is read as older: forecast.config.upgrade_model_options)
+            built = defaults_of(ForecastNet.__init__)
+            self.hparams.update({k: built[k] for k in ADDED_MODEL_OPTIONS if k not in net_options})
         self.spec = spec
         self.quantiles = tuple(float(q) for q in quantiles) if loss == "quantile" else ()
         q = self.quantiles
@@ -264,17 +269,11 @@ class Forecaster(pl.LightningModule):
         }
 
 
-# model options added after checkpoints were first written, with the value that gives what a
-# checkpoint from before an option was trained with (its hyper-parameters lack the key)
-ADDED_OPTIONS = {"category_embedding": 0}
-
-
 def refuse_other_checkpoint(checkpoint: dict, hparams: dict, spec: dict) -> None:
     """ConfigError when `checkpoint` was trained with other model options or on other data
     (lookback, horizon, channels, scaler) than the model about to load it (`hparams`, `spec`)."""
-    # a model built without the option has its default too (ForecastNet's, the same value)
-    ours = {**ADDED_OPTIONS, **hparams}
-    theirs = {**ADDED_OPTIONS, **checkpoint.get("hyper_parameters", {})}
+    # a checkpoint from before an option was added was built with the option's old value
+    ours, theirs = hparams, upgrade_model_options(checkpoint.get("hyper_parameters", {}))
     saved_spec = checkpoint.get("data_spec")
     differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
     if differ:
