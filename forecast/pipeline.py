@@ -92,6 +92,7 @@ def fit_run(
 
     datamodule = construct(cfg.data, "data", **({} if data is None else {"path": data}))
     datamodule.setup("fit")
+    refuse_inexact_codes(cfg.trainer.get("precision"), datamodule.spec)
     # the network is built from the data's spec, in the Forecaster (lightning-hydra-template's
     # injection: the config names the model, the data fills in what only it knows)
     model = build_model(cfg.model, datamodule.spec)
@@ -215,6 +216,28 @@ def warn_if_worse_than_naive(metrics: dict) -> None:
             metrics["val_mse_naive_last"],
             metrics["val_mse_naive_seasonal"],
         )
+
+
+# the largest whole number the input dtype of each `-true` precision holds exactly: Lightning
+# casts a batch's float tensors to it, categorical codes among them (the mixed precisions do not)
+EXACT_INTEGERS = {"bf16-true": 256, "16-true": 2048}
+
+
+def refuse_inexact_codes(precision, spec: DataSpec) -> None:
+    """ConfigError when `precision` would round a categorical covariate's codes: a code above
+    the dtype's exact whole numbers would reach the network as another level (bf16 holds 257
+    as 256), silently."""
+    limit = EXACT_INTEGERS.get(str(precision))
+    if limit is None:
+        return
+    for column, levels in spec.covariates.levels.items():
+        if len(levels) - 1 > limit:
+            raise ConfigError(
+                f"trainer.precision={precision}: the categorical covariate {column!r} has "
+                f"{len(levels)} levels, and {precision} holds codes exactly only up to {limit} "
+                f"(higher ones would be read as other levels); give trainer.precision=bf16-mixed "
+                f"(its inputs stay float32) or 32-true"
+            )
 
 
 def refuse_diverged(metrics: dict, cfg: DictConfig) -> None:

@@ -570,3 +570,39 @@ def test_predict_py_reads_future_rows_like_the_api_and_names_what_is_missing(tmp
     with pytest.raises(DataError, match=r"series 's0' has 20 rows after its last target"):
         run.predict(history, future=short)
 
+
+def test_a_true_low_precision_that_would_round_category_codes_is_refused(tmp_path):
+    """bf16-true casts a batch's floats, categorical codes among them, to bfloat16, which holds
+    257 as 256: series 257 would be trained and forecast as series 256. Refused in one line
+    before training; bf16-mixed (float32 inputs) and codes within the exact range are not."""
+    from forecast.errors import ConfigError
+    from forecast.pipeline import refuse_inexact_codes
+
+    assert torch.tensor([257.0]).to(torch.bfloat16).item() == 256  # why
+    assert torch.tensor([2049.0]).to(torch.float16).item() == 2048
+    rng = np.random.default_rng(0)
+    rows = [[f"S{s}", *rng.normal(0, 1, 40)] for s in range(300)]
+    df = pd.DataFrame(rows, columns=["id", *[f"V{i}" for i in range(40)]])
+    with pytest.raises(ConfigError, match=r"trainer.precision=bf16-true: the categorical cova"):
+        forecast.fit(
+            df,
+            layout="rows",
+            static_covariates=["id"],
+            lookback=6,
+            horizon=6,
+            precision="bf16-true",
+            output_dir=tmp_path / "run",
+            progress=False,
+            overrides=["model.segment_len=6", "data.val_size=12", "data.test_size=12"],
+        )
+
+    def spec(n_levels):
+        ids = Columns(("id",), {"id": tuple(f"s{i}" for i in range(n_levels))}, (0.0,), (1.0,))
+        return dataclasses.replace(DataSpec.of(1, 6, 6), covariates=Covariates(static=ids))
+
+    refuse_inexact_codes("bf16-true", spec(257))  # codes 0..256: exact
+    for precision in ("bf16-mixed", "32-true", "16-mixed", None):
+        refuse_inexact_codes(precision, spec(300))
+    refuse_inexact_codes("16-true", spec(2049))
+    with pytest.raises(ConfigError, match="has 2050 levels.*exactly only up to 2048"):
+        refuse_inexact_codes("16-true", spec(2050))
