@@ -74,13 +74,15 @@ def data_defaults() -> dict:
 
 
 # Options added after runs were first saved, and what a saved config or checkpoint from before
-# each one lacks. The one place that knows older versions: `upgrade_config` brings a saved config
-# (a run's config.yaml, a sweep's best.yaml, an export's copy) and `upgrade_model_options` a
-# checkpoint's hyper-parameters up to date before anything is built from them, so each option
-# has one default (its class's, or config.yaml's) for new runs.
+# each one lacks. `upgrade_config` brings a saved train config (a run's config.yaml, a sweep's
+# best.yaml, an export's copy) and `upgrade_model_options` a checkpoint's hyper-parameters up to
+# date before anything is built from them, so each option has one default (its class's, or
+# config.yaml's) for new runs. (An export's meta.json has its own: `DataSpec.from_dict` and
+# `forecast.predict.export_reading` read the fields older exports lack or named otherwise.)
 # Model options take the value the older model was built with (category_embedding: 0, the
-# one-hot it had); run options take today's default (tests/test_config.py holds them equal).
-ADDED_MODEL_OPTIONS = {"category_embedding": 0}
+# one-hot it had; naive_blend: off, as before the blend existed); run options take today's
+# default (tests/test_config.py holds them equal).
+ADDED_MODEL_OPTIONS = {"category_embedding": 0, "naive_blend": False}
 ADDED_RUN_OPTIONS = {
     "threads": "auto",
     "export_formats": ["pt2", "onnx"],
@@ -97,19 +99,33 @@ def upgrade_model_options(options: dict) -> dict:
 def upgrade_config(cfg: DictConfig) -> DictConfig:
     """`cfg`, a train config saved by an older version, brought up to date in place (and
     returned): the run and model options added since get the values in `ADDED_RUN_OPTIONS` and
-    `ADDED_MODEL_OPTIONS`. A config composed today has them all, and is left as it is."""
+    `ADDED_MODEL_OPTIONS` (the latter only for our Forecaster, or a subclass, built from its
+    options rather than a given `net`). A config composed today has them all, and is left as it
+    is; `ensemble: null` is no ensemble, as the node left out is."""
     from omegaconf import open_dict
 
     with open_dict(cfg):
         for key, value in ADDED_RUN_OPTIONS.items():
-            if key not in cfg:
+            if key not in cfg or (isinstance(value, dict) and cfg[key] is None):
                 cfg[key] = value
         model = cfg.get("model")
-        if model is not None and model.get("_target_") == "forecast.models.Forecaster":
+        if model is not None and "net" not in model and builds_forecaster(model.get("_target_")):
             for key, value in ADDED_MODEL_OPTIONS.items():
                 if key not in model:
                     model[key] = value
     return cfg
+
+
+def builds_forecaster(target) -> bool:
+    """Whether a config's `_target_` names our Forecaster or a subclass of it."""
+    from hydra.utils import get_class
+
+    from forecast.models import Forecaster
+
+    try:
+        return issubclass(get_class(str(target)), Forecaster)
+    except Exception:  # not a class, or not importable: not ours to upgrade
+        return False
 
 
 def register_configs() -> None:

@@ -220,7 +220,12 @@ def warn_if_worse_than_naive(metrics: dict) -> None:
 
 # the largest whole number the input dtype of each `-true` precision holds exactly: Lightning
 # casts a batch's float tensors to it, categorical codes among them (the mixed precisions do not)
-EXACT_INTEGERS = {"bf16-true": 256, "16-true": 2048}
+EXACT_INTEGERS = {
+    "bf16-true": 256,
+    "16-true": 2048,
+    "transformer-engine": 256,  # Transformer Engine's inputs are bf16
+    "transformer-engine-float16": 2048,
+}
 
 
 def refuse_inexact_codes(precision, spec: DataSpec) -> None:

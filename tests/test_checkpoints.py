@@ -114,3 +114,56 @@ def test_resuming_without_the_runs_options_names_them(trained, tmp_path):
         train(config(tmp_path / "run", data, "model.hidden_size=16", f"ckpt_path={last}"))
     with pytest.raises(ConfigError, match="data with horizon=12, this run's data has 6"):
         train(config(tmp_path / "run2", data, "data.horizon=6", f"ckpt_path={last}"))
+
+
+def test_lightnings_load_from_checkpoint_rebuilds_the_model_as_weights_only(trained, tmp_path):
+    """`Forecaster.load_from_checkpoint`, as a Lightning user calls it: the network is built
+    from the data the checkpoint records; a checkpoint from before an option existed builds the
+    model it was trained as; one that would run code is refused, whatever `weights_only` says."""
+    import shutil
+
+    import torch
+
+    import forecast
+    from forecast.models import Forecaster
+
+    folder, _, last = trained
+    run = forecast.load(folder / "run")
+    loaded = Forecaster.load_from_checkpoint(last, map_location="cpu")
+    reference = run.module("last")
+    # the weights as saved (Run.module adds the naive blend validation chose after saving)
+    for key, value in reference.state_dict().items():
+        if not key.startswith("net.naive_"):
+            torch.testing.assert_close(loaded.state_dict()[key], value, rtol=0, atol=0, msg=key)
+    assert loaded.hparams["hidden_size"] == 8 and loaded.spec.lookback == 24
+
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    for key in ("category_embedding", "naive_blend"):  # as written before these options
+        del state["hyper_parameters"][key]
+    torch.save(state, tmp_path / "old.ckpt")
+    old = Forecaster.load_from_checkpoint(tmp_path / "old.ckpt")
+    assert old.hparams["category_embedding"] == 0 and old.hparams["naive_blend"] is False
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    evil = tmp_path / "evil.ckpt"
+    evil.write_bytes(pickle.dumps({"state_dict": Payload()}))
+    with pytest.raises(pickle.UnpicklingError):
+        Forecaster.load_from_checkpoint(evil, weights_only=False)
+    assert not marker.exists()
+
+    # a run folder whose config.yaml is from before the options: Run.config brings it up to date
+    copy = tmp_path / "older_run"
+    shutil.copytree(folder / "run", copy)
+    text = (copy / "config.yaml").read_text()
+    kept = [line for line in text.splitlines() if "category_embedding:" not in line]
+    assert len(kept) == len(text.splitlines()) - 1
+    (copy / "config.yaml").write_text("\n".join(kept) + "\n")
+    older = forecast.load(copy)
+    assert older.config.model.category_embedding == 0
+    for key, value in older.module("last").state_dict().items():
+        torch.testing.assert_close(reference.state_dict()[key], value, rtol=0, atol=0, msg=key)

@@ -55,6 +55,7 @@ def test_a_config_from_an_older_version_gets_todays_run_options_and_its_models_o
     defaults (what config.yaml sets) and the model options its model was built with."""
     from forecast.config import ADDED_MODEL_OPTIONS, ADDED_RUN_OPTIONS, upgrade_config
     from forecast.export import DEFAULT_FORMATS
+    from forecast.pipeline import ensemble_members
 
     today = composed()
     assert list(DEFAULT_FORMATS) == ADDED_RUN_OPTIONS["export_formats"]
@@ -71,6 +72,14 @@ def test_a_config_from_an_older_version_gets_todays_run_options_and_its_models_o
     for key in ADDED_RUN_OPTIONS:
         assert upgraded[key] == today[key], key
     assert upgraded.model.category_embedding == 0 != today.model.category_embedding
+    # `ensemble: null` is no ensemble, as the node left out is
+    nulled = upgrade_config(OmegaConf.create({"ensemble": None, "seed": 1}))
+    assert nulled.ensemble == today.ensemble and ensemble_members(nulled) is None
+    # a subclass of the Forecaster is upgraded too; one built around a given net is not
+    sub = OmegaConf.create({"model": {"_target_": "forecast.models.forecaster.Forecaster"}})
+    assert upgrade_config(sub).model.category_embedding == 0
+    given = OmegaConf.create({"model": {"_target_": "forecast.models.Forecaster", "net": {}}})
+    assert "category_embedding" not in upgrade_config(given).model
     # another class's model options are its own: nothing is added to them
     other = OmegaConf.create({"model": {"_target_": "my.Model", "width": 3}})
     assert dict(upgrade_config(other).model) == {"_target_": "my.Model", "width": 3}

@@ -217,6 +217,11 @@ def test_runs_and_checkpoints_from_before_the_option_keep_their_one_hot():
     assert plain.hparams["category_embedding"] == 16 and plain.net.static_encoder.width == 16
     saved = {"hyper_parameters": dict(plain.hparams), "data_spec": spec.to_dict()}
     refuse_other_checkpoint(saved, dict(plain.hparams), spec.to_dict())
+    # nor does one built around a network of its own (it records no network options)
+    given = Forecaster(spec, net=ForecastNet(1, 24, 12, hidden_size=8, segment_len=6))
+    assert "category_embedding" not in given.hparams
+    saved = {"hyper_parameters": dict(given.hparams), "data_spec": spec.to_dict()}
+    refuse_other_checkpoint(saved, dict(given.hparams), spec.to_dict())
 
 
 COVARIATES = Covariates(
@@ -601,6 +606,8 @@ def test_a_true_low_precision_that_would_round_category_codes_is_refused(tmp_pat
         return dataclasses.replace(DataSpec.of(1, 6, 6), covariates=Covariates(static=ids))
 
     refuse_inexact_codes("bf16-true", spec(257))  # codes 0..256: exact
+    with pytest.raises(ConfigError, match="has 258 levels.*exactly only up to 256"):
+        refuse_inexact_codes("bf16-true", spec(258))
     for precision in ("bf16-mixed", "32-true", "16-mixed", None):
         refuse_inexact_codes(precision, spec(300))
     refuse_inexact_codes("16-true", spec(2049))

@@ -64,7 +64,7 @@ class Forecaster(pl.LightningModule):
         if net is None:  # the options added since older checkpoints, recorded even when not given
             # (a checkpoint without one is read as older: forecast.config.upgrade_model_options)
             built = defaults_of(ForecastNet.__init__)
-            self.hparams.update({k: built[k] for k in ADDED_MODEL_OPTIONS if k not in net_options})
+            self.hparams.update({k: built[k] for k in ADDED_MODEL_OPTIONS if k not in self.hparams})
         self.spec = spec
         self.quantiles = tuple(float(q) for q in quantiles) if loss == "quantile" else ()
         q = self.quantiles
@@ -104,6 +104,24 @@ class Forecaster(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["data_spec"] = self.spec.to_dict()  # plain types: loads with weights_only
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, map_location=None, **kwargs):
+        """Lightning's `load_from_checkpoint` for our checkpoints, weights only: the network is
+        built from the data's spec the checkpoint records, with the options added since an
+        older checkpoint set to what it was trained with (`forecast.config`). `kwargs` as
+        Lightning's (`strict`, or hyper-parameters to override). The weights as saved: a run's
+        blend toward the naive forecast, chosen after, is `forecast.load(run).module()`'s."""
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        if "data_spec" not in state:
+            raise ConfigError(
+                f"{checkpoint_path}: the checkpoint records no data (it was written by an older "
+                f"version of forecast, or is not a forecast checkpoint); train a new run"
+            )
+        saved = state.get("hyper_parameters", {})
+        added = {k: v for k, v in upgrade_model_options(saved).items() if k not in saved}
+        kwargs = {"spec": state["data_spec"], **added, **kwargs, "weights_only": True}
+        return super().load_from_checkpoint(checkpoint_path, map_location, **kwargs)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Refuse, before any weight is loaded, a checkpoint made for another model or data:
@@ -272,10 +290,14 @@ class Forecaster(pl.LightningModule):
 def refuse_other_checkpoint(checkpoint: dict, hparams: dict, spec: dict) -> None:
     """ConfigError when `checkpoint` was trained with other model options or on other data
     (lookback, horizon, channels, scaler) than the model about to load it (`hparams`, `spec`)."""
-    # a checkpoint from before an option was added was built with the option's old value
-    ours, theirs = hparams, upgrade_model_options(checkpoint.get("hyper_parameters", {}))
+    # a checkpoint from before an option was added was built with the option's old value (and a
+    # model given its network records no network options: it gets the same, so both sides match)
+    ours = upgrade_model_options(hparams)
+    theirs = upgrade_model_options(checkpoint.get("hyper_parameters", {}))
     saved_spec = checkpoint.get("data_spec")
-    differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+    # the data is compared below (load_from_checkpoint passes it in as `spec`)
+    keys = (set(ours) | set(theirs)) - {"spec"}
+    differ = sorted(k for k in keys if ours.get(k) != theirs.get(k))
     if differ:
         shown = ", ".join(
             f"model.{k}={theirs.get(k)!r} (this run: {ours.get(k)!r})" for k in differ[:4]
