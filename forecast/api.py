@@ -204,13 +204,14 @@ class Run:
 
     def module(self, checkpoint: str = "best"):
         """The trained LightningModule (a `Forecaster`) from the run's `best` or `last`
-        checkpoint, loaded as weights only, with the export's blend toward the naive forecast:
-        for `Trainer.predict`, testing on other data, or training on. Needs Lightning
-        (forecasting from the export does not)."""
-        import torch
-
-        from forecast.data.spec import DataSpec
-        from forecast.pipeline import build_model
+        checkpoint, with the export's blend toward the naive forecast: for `Trainer.predict`,
+        testing on other data, or training on. Loaded as weights and plain data: the network is
+        built from the checkpoint's options and data (`Forecaster.load_from_checkpoint`), and of
+        the run's config only the optimizer and schedule, when they are torch's own classes
+        (nothing a run folder names is called). Needs Lightning (forecasting from the export
+        does not)."""
+        from forecast.models import Forecaster
+        from forecast.pipeline import saved_training_factories
 
         if "members" in self.metrics:
             raise ValueError(
@@ -221,9 +222,10 @@ class Run:
         if checkpoint not in names:
             raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
         path = inside(self.path, names[checkpoint] or names["last"])
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        model = build_model(self.config.model, DataSpec.from_dict(state["data_spec"]))
-        model.load_state_dict(state["state_dict"])
+        model = Forecaster.load_from_checkpoint(path, map_location="cpu")
+        model.optimizer_factory, model.scheduler_factory = saved_training_factories(
+            self.config.model
+        )
         blend = self.meta.get("naive_blend")  # chosen after the checkpoints were written
         if blend:
             model.net.set_naive_blend(blend["weight"], blend["lag"])

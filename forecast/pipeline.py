@@ -21,6 +21,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,7 +30,7 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import ProgressBar
 
 from forecast.atomic import remove_stale_parts
@@ -360,6 +361,45 @@ def export(
 def build_model(node: DictConfig, spec: DataSpec) -> pl.LightningModule:
     """The configured model (`cfg.model`) for data `spec`: the network is built from the spec."""
     return construct(node, "model", spec=spec)
+
+
+def saved_training_factories(node: DictConfig) -> tuple:
+    """The optimizer and schedule factories a saved model config (`model` of a run folder's
+    config.yaml) names, for a model loaded from it (`Run.module`) to train on with. A loaded file
+    runs no code: only torch's own classes (`torch.optim.*`) are built, nothing else the node
+    names; for another, a warning names it and the Forecaster's default (Adam) is kept."""
+    factories = []
+    for key in ("optimizer", "scheduler"):
+        sub = node.get(key)
+        targets = [str(t) for t in targets_in(sub)]
+        if sub is None or not targets:
+            factories.append(None)
+        elif all(t.startswith("torch.optim.") for t in targets):
+            factories.append(instantiate(sub, _partial_=True))
+        else:
+            other = next(t for t in targets if not t.startswith("torch.optim."))
+            warnings.warn(
+                f"model.{key} of the run's config names {other}, not one of torch.optim's "
+                f"classes: a loaded run builds only those, so this model has the default "
+                f"{'Adam' if key == 'optimizer' else 'no schedule'}; give it your own with "
+                f"model.configure_optimizers or train the run again with train.py",
+                stacklevel=3,
+            )
+            factories.append(None)
+    return tuple(factories)
+
+
+def targets_in(node) -> list:
+    """Every `_target_` in a config node (or plain container), however deep."""
+    if isinstance(node, (DictConfig, ListConfig)):
+        node = OmegaConf.to_container(node, resolve=False)
+    if isinstance(node, dict):
+        own = [node["_target_"]] if "_target_" in node else []
+        inner = (value for key, value in node.items() if key != "_target_")
+        return own + [t for value in inner for t in targets_in(value)]
+    if isinstance(node, list):
+        return [t for item in node for t in targets_in(item)]
+    return []
 
 
 def construct(node: DictConfig, key: str, **kwargs):

@@ -167,3 +167,34 @@ def test_lightnings_load_from_checkpoint_rebuilds_the_model_as_weights_only(trai
     assert older.config.model.category_embedding == 0
     for key, value in older.module("last").state_dict().items():
         torch.testing.assert_close(reference.state_dict()[key], value, rtol=0, atol=0, msg=key)
+
+
+def test_a_run_folder_whose_config_names_other_code_runs_none_of_it(trained, tmp_path):
+    """Run.module builds the network from the checkpoint and of config.yaml only torch's
+    optimizer and schedule classes: a config naming anything else (a copied or downloaded run
+    folder) has it warned about and not called."""
+    import shutil
+
+    import torch
+    from omegaconf import OmegaConf
+
+    import forecast
+
+    folder, _, _ = trained
+    good = forecast.load(folder / "run").module("last")
+    optimizer = good.configure_optimizers()
+    assert isinstance(optimizer, torch.optim.Adam) and optimizer.defaults["lr"] == 1e-3
+
+    copy = tmp_path / "copied"
+    shutil.copytree(folder / "run", copy)
+    marker = tmp_path / "pwned"
+    cfg = OmegaConf.load(copy / "config.yaml")
+    cfg.model.optimizer.lr = {"_target_": "builtins.open", "_args_": [str(marker), "w"]}
+    cfg.model.scheduler = {"_target_": "shutil.rmtree", "path": str(folder)}
+    OmegaConf.save(cfg, copy / "config.yaml")
+    with pytest.warns(UserWarning, match="model.optimizer of the run's config names builtins.open"):
+        model = forecast.load(copy).module("last")
+    assert not marker.exists() and folder.exists()
+    assert model.optimizer_factory is None and model.scheduler_factory is None
+    for key, value in good.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0, msg=key)
