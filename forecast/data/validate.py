@@ -97,7 +97,8 @@ def regularise(where, time_col, ids, times, numbers, rows, offsets, freq, fill):
         i = int(np.argmax(gaps)) + 1
         raise DataError(
             f"{where.path}: column {time_col!r}, {where.row(int(rows[i]))}"
-            f"{_series_at(ids, offsets, i)}: {steps[i - 1] // step - 1} timestamps are missing "
+            f"{_series_at(ids, offsets, i)}: {_count(steps[i - 1] // step - 1, 'timestamp')} "
+            f"missing "
             f"between {_time(where, times[i - 1])} and {_time(where, times[i])} (step "
             f"{_span(where, step)}); add those rows, {FIX_BY_FILL}"
         )
@@ -278,3 +279,8 @@ def check_scaled(frame, starts, ends, mean, scale, scaler: str) -> None:
             f"(a placeholder for a missing one? leave the cell empty and set data.fill), or "
             f"train on rows that hold such values"
         )
+
+
+def _count(n: int, noun: str) -> str:
+    """'1 timestamp is', '3 timestamps are'."""
+    return f"{n} {noun} is" if n == 1 else f"{n} {noun}s are"

@@ -48,7 +48,7 @@ def test_reads_channels_in_file_order(tmp_path):
         (
             "date,y\n2020-01-01,1\n2020-01-02,2\n2020-01-03,3\n2020-01-05,4\n",
             {},
-            r"'date', data row 4 \(line 5.*1 timestamps are missing.*data.fill",
+            r"'date', data row 4 \(line 5.*1 timestamp is missing.*data.fill",
         ),
         (
             "date,y\n2020-01-01 00:00,1\n2020-01-01 01:00,2\n2020-01-01 01:30,3\n"
@@ -121,7 +121,7 @@ def test_long_rows_of_a_series_are_gathered_in_file_order(tmp_path):
         (
             "unique_id,ds,y\na,2020-01-01,1\na,2020-01-02,2\nb,2020-01-01,1\nb,2020-01-03,2\n",
             {},
-            r"data row 4 .*\(series 'b'\): 1 timestamps are missing",
+            r"data row 4 .*\(series 'b'\): 1 timestamp is missing",
         ),
         (
             "unique_id,ds,y\na,2020-01-01,1\na,2020-01-02,2\nb,2020-01-01,1\nb,2020-01-02,x\n",
@@ -308,7 +308,7 @@ def test_a_missing_month_is_named_and_can_be_filled(tmp_path):
     dates = pd.date_range("2019-01-01", periods=24, freq="MS").delete(5)  # no 2019-06-01
     path = monthly(tmp_path, dates.strftime("%Y-%m-%d"))
     message = refused(path)
-    assert "1 timestamps are missing between 2019-05-01 00:00:00 and 2019-07-01" in message
+    assert "1 timestamp is missing between 2019-05-01 00:00:00 and 2019-07-01" in message
     assert "(step 1 x MS)" in message
     with pytest.warns(UserWarning, match="1 missing timestamps"):
         frame = read_wide(path, fill="ffill")
