@@ -45,6 +45,7 @@ OPTIONS = {
     "past_covariates": "data.past_covariates",
     "future_covariates": "data.future_covariates",
     "static_covariates": "data.static_covariates",
+    "categorical": "data.categorical",
     "calendar": "data.calendar",
     "batch_size": "data.batch_size",
     "hidden_size": "model.hidden_size",
@@ -76,7 +77,8 @@ def fit(
     `overrides`: train.py's command-line strings (`"model.hidden_size=64"`,
     `"trainer.max_epochs=5"`), applied last. `options` name common keys directly: max_epochs,
     seed, freq, output_dir, layout, time_col, id_col, target, fill, batch_size, hidden_size,
-    loss, accelerator, devices, precision. `progress`: a progress bar (notebooks too);
+    loss, accelerator, devices, precision, past_covariates, future_covariates, static_covariates,
+    categorical, calendar. `progress`: a progress bar (notebooks too);
     `verbose`: Lightning's own messages. The run's folder is `output_dir` (default
     `outputs/<date>/<time>`, as train.py's).
     """

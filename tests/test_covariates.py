@@ -64,6 +64,100 @@ def test_categorical_covariates_read_as_codes_into_sorted_levels():
         read(bad, LONG, levels=frame.levels)
 
 
+def test_numbers_are_numbers_text_is_levels_and_a_column_mixing_them_is_refused(tmp_path):
+    """A stray text value in a numeric column would make it hundreds of levels (one per
+    price), and at forecasting time text in a column the model knows as numbers would become
+    codes: both are refused naming the row. Numeric text reads as numbers, as a CSV's does."""
+    raw = promo_frame(n=30).assign(price=lambda d: np.arange(len(d)) / 10.0)
+    options = ReadOptions(layout="long", past_covariates=("price",), future_covariates=("promo",))
+    frame = read(raw, options)
+    assert frame.levels == {"promo": ("no", "yes")}
+    as_text = read(raw.assign(price=raw["price"].astype(str)), options)  # '0.1', '0.2', ...
+    np.testing.assert_array_equal(as_text.covariates, frame.covariates)
+    assert as_text.levels == frame.levels
+    stray = raw.astype({"price": object})
+    stray.loc[7, "price"] = "?"
+    with pytest.raises(
+        DataError, match=r"column 'price', row df.iloc\[7\]: value '\?' is text in a column "
+    ):
+        read(stray, options)
+    numbered = raw.astype({"promo": object})
+    numbered.loc[3, "promo"] = 1
+    with pytest.raises(DataError, match=r"'promo', row df.iloc\[3\]: value 1 is a number in"):
+        read(numbered, options)
+    # reading for a model: its numeric column takes numbers only
+    with pytest.raises(DataError, match=r"'price', row df.iloc\[7\]: value '\?' is not a num"):
+        read(stray, options, levels=frame.levels)
+    # declared categorical, the mixed column is levels, and a model reads it as such
+    declared = dataclasses.replace(options, categorical=("promo",))
+    mixed = read(numbered, declared)
+    assert mixed.levels["promo"] == ("1", "no", "yes")
+    read(numbered, declared, levels=mixed.levels)
+
+
+def test_integer_codes_are_numbers_unless_declared_categorical(tmp_path):
+    """Integer store codes are numbers by default; `data.categorical` makes them levels, so
+    an unseen code is refused. A blank cell makes a CSV's codes floats: 1.0 is still level 1."""
+    raw = promo_frame(n=30).assign(store=lambda d: d["unique_id"].str[1:].astype(int) * 100)
+    options = ReadOptions(layout="long", static_covariates=("store",), target="y")
+    assert read(raw, options).levels == {}
+    declared = dataclasses.replace(options, categorical=("store",))
+    frame = read(raw, declared)
+    assert frame.levels == {"store": ("0", "100", "200", "300")}
+    assert frame.static[:, 0].tolist() == [0, 1, 2, 3]
+    unseen = raw.assign(store=raw["store"].replace({300: 5000}))
+    with pytest.raises(DataError, match=r"'store', row df.iloc\[90\]: '5000' is not one of"):
+        read(unseen, declared, levels=frame.levels)
+    # a CSV of integer codes with a blank cell reads as floats; its codes are the same levels
+    coded = raw.assign(code=np.where(np.arange(len(raw)) % 2, 1, 2))
+    coded.to_csv(tmp_path / "coded.csv", index=False)
+    gappy = coded.astype({"code": float})
+    gappy.loc[4, "code"] = np.nan
+    gappy.to_csv(tmp_path / "gappy.csv", index=False)
+    by_code = ReadOptions(
+        layout="long", future_covariates=("code",), categorical=("code",), fill="ffill"
+    )
+    trained = read(str(tmp_path / "coded.csv"), by_code)
+    assert trained.levels == {"code": ("1", "2")}
+    with pytest.warns(UserWarning, match="filled"):
+        later = read(str(tmp_path / "gappy.csv"), by_code, levels=trained.levels)
+    assert later.covariates[4, 0] == later.covariates[3, 0]  # the level before it
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (dict(past_covariates=("a", "a")), "data.past_covariates names 'a' twice"),
+        (
+            dict(past_covariates=("a",), future_covariates=("a",)),
+            "data.future_covariates names 'a' and data.past_covariates",
+        ),
+        (dict(future_covariates=("y",)), "data.future_covariates names 'y', which is the target"),
+        (dict(past_covariates=("ds",), time_col="ds"), "names 'ds', the time column"),
+        (
+            dict(future_covariates=("calendar:hour",)),
+            r"'calendar:hour' is the name of a computed calendar feature.*data.calendar=\[hour\]",
+        ),
+        (dict(categorical=("kind",)), "data.categorical names 'kind', which is not a covariate"),
+    ],
+)
+def test_each_column_has_one_role(options, message):
+    with pytest.raises(ValueError, match=message):
+        ReadOptions(layout="long", **options)
+
+
+def test_the_series_id_as_a_static_covariate_with_future_rows_from_a_table_of_their_own():
+    raw = promo_frame(n=30, horizon=6, future_target=True)
+    history = raw.groupby("unique_id").head(30)
+    future = raw.groupby("unique_id").tail(6).drop(columns="y")
+    options = ReadOptions(
+        layout="long", future_covariates=("promo",), static_covariates=("unique_id", "kind")
+    )
+    frame = read(history, options, future=future)
+    assert frame.future.tolist() == [6, 6, 6, 6]
+    assert frame.static[:, 0].tolist() == [0, 1, 2, 3]
+
+
 @pytest.mark.parametrize("fill", ["interpolate", "zero", "ffill"])
 def test_a_missing_category_takes_the_level_before_it_whatever_the_fill(fill):
     """Codes are not numbers: interpolating 'zz' (2) and 'no' (0) would give 'yes' (1), and
@@ -111,6 +205,23 @@ def test_future_rows_hold_the_horizon_and_need_their_future_covariates():
     raw.loc[33, "promo"] = None  # a future row of s0 without its promo
     with pytest.raises(DataError, match=r"column 'promo', row df.iloc\[33\] \(series 's0'\)"):
         read(raw, LONG, future_rows=True)
+
+
+def test_with_a_table_of_future_rows_an_input_row_without_a_target_is_missing_not_future():
+    """Future rows come from `future=`: the input's own rows without a target (its last two
+    here) are missing values, refused under fill=error and filled otherwise; they do not move
+    the forecast's start back or push the table's last rows out."""
+    raw = promo_frame(n=30, horizon=6, future_target=True)
+    history = raw.groupby("unique_id").head(30).copy()
+    future = raw.groupby("unique_id").tail(6).drop(columns="y")
+    history.loc[[28, 29], "y"] = np.nan  # series s0's last two targets
+    with pytest.raises(DataError, match=r"column 'y', row df.iloc\[28\] \(series 's0'\)"):
+        read(history, LONG, future=future)
+    with pytest.warns(UserWarning, match="filled"):
+        frame = read(history, dataclasses.replace(LONG, fill="ffill"), future=future)
+    assert frame.future.tolist() == [6, 6, 6, 6]
+    s0 = frame.values[frame.offsets[0] : frame.offsets[1], 0]
+    assert s0[28] == s0[29] == s0[27] and np.isnan(s0[30:]).all()
 
 
 # ---- the network -------------------------------------------------------------------------

@@ -35,9 +35,9 @@ class SeriesDataModule(pl.LightningDataModule):
     held-out continuation (it becomes the test targets). Reading (`forecast.data.ReadOptions`,
     whose defaults these are): `layout` (wide | long | rows), `format` (csv | parquet, default by
     suffix), the column names (`time_col`, `id_col`, `target`, `past_covariates`,
-    `future_covariates`, `static_covariates`), `freq` (default:
-    inferred), `fill` (error | ffill | interpolate | zero), `sort`, `short` (error | skip series
-    too short for the split).
+    `future_covariates`, `static_covariates`; `categorical`: covariates read as levels whatever
+    their type), `freq` (default: inferred), `fill` (error | ffill | interpolate | zero),
+    `sort`, `short` (error | skip series too short for the split).
     Splits: `borders`, or `val_size`/`test_size` rows at each series' end, or `fractions`.
     Scaling: `scaler` (standard | minmax | robust | none) fitted on training rows, `scale_by`
     (channel | series). `channel_mode`: joint (all in, all out) or independent (each channel its own
@@ -64,6 +64,7 @@ class SeriesDataModule(pl.LightningDataModule):
         past_covariates: list[str] | None = ReadOptions.past_covariates,
         future_covariates: list[str] | None = ReadOptions.future_covariates,
         static_covariates: list[str] | None = ReadOptions.static_covariates,
+        categorical: list[str] | None = ReadOptions.categorical,
         test_path: str | None = None,
         test_name: str | None = None,
         freq: str | int | None = ReadOptions.freq,
@@ -116,6 +117,7 @@ class SeriesDataModule(pl.LightningDataModule):
             past_covariates=past_covariates,
             future_covariates=future_covariates,
             static_covariates=static_covariates,
+            categorical=categorical,
             freq=freq,
             fill=fill,
             sort=sort,
@@ -184,6 +186,12 @@ class SeriesDataModule(pl.LightningDataModule):
         past, future = frame.covariates[:, :n_past], frame.covariates[:, n_past:]
         future_names = names[n_past:]
         if self.calendar:
+            if not np.issubdtype(frame.times.dtype, np.datetime64):
+                raise DataError(
+                    f"{frame.path}: data.calendar={list(self.calendar)} needs timestamps, and "
+                    f"this table's time column holds steps (whole numbers); give its times as "
+                    f"dates, or set data.calendar=null"
+                )
             future = np.concatenate([future, calendar_features(frame.times, self.calendar)], 1)
             future_names += [f"{CALENDAR_PREFIX}{name}" for name in self.calendar]
         levels = frame.levels or {}

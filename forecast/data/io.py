@@ -349,6 +349,7 @@ def read_wide(
     future_covariates: list[str] | None = None,
     static_covariates: list[str] | None = None,
     levels: dict | None = None,
+    categorical: list[str] | None = None,
     future_rows: bool = False,
     future: str | Path | pd.DataFrame | None = None,
     format: str | None = None,
@@ -374,7 +375,7 @@ def read_wide(
     _require_columns(name, df, [time_col, *target, *past, *ahead])
     if not chosen:
         _refuse_unnamed(name, df, target)
-    columns = Columns(target, past, ahead, [], levels or {})
+    columns = Columns(target, past, ahead, [], levels, tuple(categorical or ()))
     where = Where(name)
     if future is not None:
         df = with_future(where, df, future, None, time_col, columns)
@@ -391,6 +392,7 @@ def read_long(
     future_covariates: list[str] | None = None,
     static_covariates: list[str] | None = None,
     levels: dict | None = None,
+    categorical: list[str] | None = None,
     future_rows: bool = False,
     future: str | Path | pd.DataFrame | None = None,
     format: str | None = None,
@@ -408,7 +410,7 @@ def read_long(
     past, ahead = list(covariates or []), list(future_covariates or [])
     static = list(static_covariates or [])
     _require_columns(name, df, [id_col, time_col, *target, *past, *ahead, *static])
-    columns = Columns(target, past, ahead, static, levels or {})
+    columns = Columns(target, past, ahead, static, levels, tuple(categorical or ()))
     where = Where(name)
     if future is not None:
         df = with_future(where, df, future, id_col, time_col, columns)
@@ -432,7 +434,9 @@ def with_future(
     fdf = _table(future, None)  # its format by its own suffix, not the input's data.format
     fname = FUTURE_DATAFRAME if isinstance(future, pd.DataFrame) else str(future)
     keys = [id_col] if id_col else []
-    _require_columns(fname, fdf, [*keys, time_col, *columns.future, *columns.static])
+    # the id may be a static covariate too: each column once
+    wanted = list(dict.fromkeys([*keys, time_col, *columns.future, *columns.static]))
+    _require_columns(fname, fdf, wanted)
     fwhere = Where(fname)
     for name in [*columns.target, *columns.past]:
         if name in fdf.columns:
@@ -447,7 +451,6 @@ def with_future(
     rows = np.arange(len(fdf))
     if id_col:
         rows = np.flatnonzero(fdf[id_col].astype(str).isin(set(df[id_col].astype(str))))
-    wanted = [*keys, time_col, *columns.future, *columns.static]
     fdf = fdf[wanted].iloc[rows].reset_index(drop=True)
     where.future_path, where.future_start, where.future_rows = fname, len(df), rows
     return pd.concat([df.reset_index(drop=True), fdf], ignore_index=True)
@@ -455,14 +458,17 @@ def with_future(
 
 @dataclass
 class Columns:
-    """The columns of a wide or long table, by role; `levels`: the known levels of categorical
-    columns (a model's: others are refused), learned from the table where not given."""
+    """The columns of a wide or long table, by role. `levels`: a model's categorical columns
+    and their levels (a level it has not seen is refused; every other covariate is a number),
+    or None when reading for training (levels learned from the table); `categorical`: the
+    covariates read as levels whatever their type (integer codes, ids)."""
 
     target: list[str]
     past: list[str]
     future: list[str]
     static: list[str]
-    levels: dict
+    levels: dict | None
+    categorical: tuple[str, ...] = ()
 
     @property
     def dynamic(self) -> list[str]:
@@ -476,6 +482,7 @@ def read_rows(
     test_path: str | Path | None = None,
     static_covariates: list[str] | None = None,
     levels: dict | None = None,
+    categorical: list[str] | None = None,
     format: str | None = None,
     fill: str = "error",
 ) -> Frame:
@@ -485,7 +492,8 @@ def read_rows(
     appended to its series; `Frame.holdout` says how many rows it added to each.
     `static_covariates`: columns holding one value per series (per row) rather than values; the
     id column may be one of them, which gives the model a learned vector per series (a
-    categorical static covariate: forecast.models.covariates). `levels`: as for `read_long`.
+    categorical static covariate: forecast.models.covariates). `levels`, `categorical`: as for
+    `read_long` (see Columns).
     """
     static_names = list(static_covariates or [])
     ids, parts, static_columns = _read_ragged(path, id_col, format, fill, static_names)
@@ -514,7 +522,11 @@ def read_rows(
         columns = []
         for column_name in static_names:
             column, found[column_name] = _covariate(
-                where, static_columns[column_name], column_name, (levels or {}).get(column_name)
+                where,
+                static_columns[column_name],
+                column_name,
+                levels,
+                column_name in (categorical or ()),
             )
             missing = np.flatnonzero(np.isnan(column))
             if len(missing):
@@ -622,11 +634,12 @@ def _build(
                 f"every row the id of its series, or remove the row"
             )
     times, where.is_datetime, tz = _parse_times(where, df[time_col], time_col)
-    levels = dict(columns.levels)
+    levels = {}
     names = [*columns.target, *columns.dynamic, *columns.static]
     parts = [_numeric(where, df[c], c) for c in columns.target]
     for name in [*columns.dynamic, *columns.static]:
-        values, levels[name] = _covariate(where, df[name], name, columns.levels.get(name))
+        declared = name in columns.categorical
+        values, levels[name] = _covariate(where, df[name], name, columns.levels, declared)
         parts.append(values)
     numbers = np.stack(parts, axis=1)  # [N, C + K + Ks]
     codes, times, numbers, rows = group_and_order(where, time_col, ids, codes, times, numbers, sort)
@@ -652,6 +665,12 @@ def _build(
 
     n_target, n_past = len(columns.target), len(columns.past)
     future = _future_rows(where, ids, numbers, offsets, n_target) if future_rows else None
+    if future is not None and where.future_path is not None:
+        # with a table of future rows, those are the future: an input row without a target is
+        # a missing value (data.fill's to refuse or fill), not a future row
+        own = (rows >= 0) & (rows < where.future_start)
+        last = np.maximum.reduceat(np.where(own, np.arange(len(rows)), -1), offsets[:-1])
+        future = np.minimum(future, offsets[1:] - 1 - last)
     if future is not None:  # a future row has no target, and its past covariates are unknown
         tail = np.arange(len(numbers)) >= np.repeat(offsets[1:] - future, np.diff(offsets))
         numbers[tail, : n_target + n_past] = 0.0
@@ -682,16 +701,25 @@ def _build(
     )
 
 
-def _covariate(where, column: pd.Series, name: str, levels) -> tuple[np.ndarray, tuple | None]:
-    """A covariate column as [N] float64 and its levels: numbers as they are (levels None);
-    categorical values (text, booleans, pandas categories) as codes into their levels, sorted
-    (or the given ones, a model's: a level it has not seen is refused). Missing stays NaN."""
-    numeric = pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(
-        column.dtype
-    )
-    if levels is None and numeric:
-        return _numeric(where, column, name), None
-    text = column.astype("string")
+def _covariate(
+    where, column: pd.Series, name: str, known: dict | None, declared: bool = False
+) -> tuple[np.ndarray, tuple | None]:
+    """A covariate column as [N] float64 and its levels (None for numbers). Reading for a
+    model (`known`, its categorical columns' levels): those columns are codes into their levels
+    (a level it has not seen is refused), every other one a number (text there is refused).
+    Reading for training: a `declared` column is levels whatever its type; otherwise numbers
+    (numeric strings too, as a CSV reads them) are numbers, text, booleans and pandas categories
+    are levels, sorted; a column mixing numbers and text is refused (a stray value in a numeric
+    column would turn it into hundreds of levels). Missing stays NaN."""
+    if known is not None:
+        levels = known.get(name)
+        if levels is None:
+            return _numeric(where, column, name), None
+    else:
+        levels = None
+        if not declared and _is_number_column(where, column, name):
+            return _numeric(where, column, name), None
+    text = _level_text(column)
     if levels is None:
         levels = tuple(sorted(text.dropna().unique()))
     # -1: missing or unknown (pandas deprecates a Categorical of values outside its categories)
@@ -707,6 +735,46 @@ def _covariate(where, column: pd.Series, name: str, levels) -> tuple[np.ndarray,
     values = codes.astype(np.float64)
     values[codes < 0] = np.nan
     return values, tuple(levels)
+
+
+def _is_number_column(where, column: pd.Series, name: str) -> bool:
+    """Whether a covariate column read for training holds numbers (not levels); refuses one
+    that mixes numbers and text, naming the first value of the rarer kind."""
+    dtype = column.dtype
+    if pd.api.types.is_bool_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype):
+        return False
+    if pd.api.types.is_numeric_dtype(dtype):
+        return True
+    if pd.api.types.infer_dtype(column, skipna=True) == "boolean":  # booleans with gaps
+        return False
+    present = column.notna().to_numpy()
+    # text that reads as a number ("12.5", " 3") is one: a CSV gives such a column as numbers
+    parsed = pd.to_numeric(column.astype("string").str.strip(), errors="coerce")
+    number = parsed.notna().to_numpy() & present
+    text = present & ~number
+    if not number.any():
+        return False
+    if not text.any():
+        return True
+    odd, kind = (text, "text") if text.sum() <= number.sum() else (number, "a number")
+    row = int(np.argmax(odd))
+    raise DataError(
+        f"{where.path}: column {name!r}, {where.row(row)}: value {column.iloc[row]!r} is "
+        f"{kind} in a column that is otherwise {'numbers' if kind == 'text' else 'text'} "
+        f"({int(number.sum())} numbers, {int(text.sum())} text values); fix the value, or list "
+        f"the column in data.categorical to read every value as a level"
+    )
+
+
+def _level_text(column: pd.Series) -> pd.Series:
+    """A categorical column's values as text, the same however a file stored them: whole
+    numbers as integers (a CSV column of codes with a blank cell reads as floats: 1.0 is 1)."""
+    if pd.api.types.is_float_dtype(column.dtype):
+        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        finite = values[np.isfinite(values)]
+        if len(finite) and np.all(finite == np.round(finite)) and np.all(np.abs(finite) < 2**53):
+            return column.astype("Int64").astype("string")
+    return column.astype("string")
 
 
 def _static(where, names, ids, values, rows, offsets) -> np.ndarray:

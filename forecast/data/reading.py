@@ -35,6 +35,13 @@ COVARIATES = ("past_covariates", "future_covariates", "static_covariates")
 TIME_COLUMNS = {"wide": ("date", "ds"), "long": ("ds", "date")}
 
 
+def _names(value) -> tuple:
+    """A column option (None, one name or a list) as a tuple of names."""
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
 @dataclass(frozen=True)
 class ReadOptions:
     """How to read a table of series.
@@ -46,8 +53,9 @@ class ReadOptions:
     column). target: the value column(s) (wide: every column but time and covariates; long:
     `y`). past_covariates: columns observed up to the forecast origin only; future_covariates:
     columns known over the horizon too (prices, weather forecasts, promotions); static_covariates:
-    columns constant within each series (long layout); text and booleans are categorical. freq:
-    the regular step (default: inferred).
+    columns constant within each series (long layout). Text and booleans are categorical
+    (levels), numbers are numbers; categorical: covariates read as levels whatever their type
+    (integer codes, numeric ids). freq: the regular step (default: inferred).
     fill: gaps and NaN/inf, `error` | `ffill` | `interpolate` | `zero` (a categorical
     covariate, under any but `error`, takes the level before it in its series). sort: sort rows
     by time instead of refusing a file out of order. short: series too short for the model,
@@ -62,6 +70,7 @@ class ReadOptions:
     past_covariates: tuple[str, ...] | None = None
     future_covariates: tuple[str, ...] | None = None
     static_covariates: tuple[str, ...] | None = None
+    categorical: tuple[str, ...] | None = None
     freq: str | int | None = None
     fill: str = "error"
     sort: bool = False
@@ -78,10 +87,47 @@ class ReadOptions:
                 shown = [a for a in allowed if a is not None]
                 raise ValueError(f"data.{name} must be one of {shown}, got {value!r}")
         # lists from a config or JSON become tuples: options compare and hash by value
-        for name in ("target", *COVARIATES):
+        for name in ("target", *COVARIATES, "categorical"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 object.__setattr__(self, name, tuple(value))
+        self._check_roles()
+
+    def _check_roles(self) -> None:
+        """Each covariate in one role, none the target, the time column or a calendar feature's
+        name; `categorical` names covariates only."""
+        seen: dict[str, str] = {}
+        for kind in COVARIATES:
+            for name in _names(getattr(self, kind)):
+                if name in seen:
+                    where = "twice" if seen[name] == kind else f"and data.{seen[name]}"
+                    raise ValueError(
+                        f"data.{kind} names {name!r} {where}: give each covariate one role"
+                    )
+                seen[name] = kind
+                if str(name).startswith("calendar:"):
+                    raise ValueError(
+                        f"data.{kind}: {name!r} is the name of a computed calendar feature; "
+                        f"rename the column, or give data.calendar=[{name[9:]}] to compute it"
+                    )
+        targets = _names(self.target) or (("y",) if self.layout == "long" else ())
+        for name in seen:
+            if name in targets:
+                raise ValueError(
+                    f"data.{seen[name]} names {name!r}, which is the target: a covariate is "
+                    f"another column (the model reads the target's own past already)"
+                )
+            if self.time_col is not None and name == self.time_col:
+                raise ValueError(
+                    f"data.{seen[name]} names {name!r}, the time column; use data.calendar for "
+                    f"features of the time"
+                )
+        for name in _names(self.categorical):
+            if name not in seen:
+                raise ValueError(
+                    f"data.categorical names {name!r}, which is not a covariate: add it to "
+                    f"data.past_covariates, data.future_covariates or data.static_covariates"
+                )
 
     @classmethod
     def from_dict(cls, values: dict) -> ReadOptions:
@@ -92,7 +138,7 @@ class ReadOptions:
     def to_dict(self) -> dict:
         """Plain JSON types (lists, not tuples)."""
         out = dataclasses.asdict(self)
-        for name in ("target", *COVARIATES):
+        for name in ("target", *COVARIATES, "categorical"):
             if isinstance(out[name], tuple):
                 out[name] = list(out[name])
         return out
@@ -135,6 +181,7 @@ def read(
             test_path=test_source,
             static_covariates=list(o.static_covariates or []),
             levels=levels,
+            categorical=list(o.categorical or []),
             **common,
         )
     common.update(
@@ -144,6 +191,7 @@ def read(
         future_covariates=list(o.future_covariates or []),
         static_covariates=list(o.static_covariates or []),
         levels=levels,
+        categorical=list(o.categorical or []),
         future_rows=future_rows or future is not None,
         future=future,
     )

@@ -210,6 +210,14 @@ def test_covariates_and_calendar_join_the_batch_as_read(tmp_path):
     assert covariates.future.names == ("promo", "calendar:hour", "calendar:weekday")
 
 
+def test_calendar_features_of_a_table_without_timestamps_are_refused_in_one_line(tmp_path):
+    path = tmp_path / "steps.csv"
+    pd.DataFrame({"t": np.arange(200), "load": np.sin(np.arange(200))}).to_csv(path, index=False)
+    dm = SeriesDataModule(path=str(path), time_col="t", lookback=24, horizon=6, calendar=["hour"])
+    with pytest.raises(DataError, match=r"steps.csv: data.calendar=\['hour'\] needs timestamps"):
+        dm.setup("fit")
+
+
 def test_loaders_shuffle_only_training_and_batch_like_single_items(tmp_path):
     dm = long_module(long_file(tmp_path, [40, 30]), batch_size=5, eval_batch_size=7)
     dm.setup("fit")
