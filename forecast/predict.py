@@ -56,7 +56,7 @@ from forecast.data.errors import DataError
 from forecast.data.features import calendar_features
 from forecast.data.io import Frame, listed
 from forecast.data.reading import COVARIATES, ReadOptions, read
-from forecast.data.validate import fixed_step
+from forecast.data.validate import check_scaled_covariates, fixed_step
 from forecast.export import ENGINES, ExportedModel
 from forecast.quantiles import median_index
 
@@ -865,6 +865,7 @@ class BatchForecaster:
             future=future,
         )
         check_frequency(frame, self.meta.get("frequency"))
+        check_scaled_covariates(frame, self.covariates)
         return frame
 
     @property

@@ -224,6 +224,35 @@ def test_with_a_table_of_future_rows_an_input_row_without_a_target_is_missing_no
     assert s0[28] == s0[29] == s0[27] and np.isnan(s0[30:]).all()
 
 
+def test_a_covariate_value_far_beyond_its_training_values_is_refused(tmp_path):
+    """A placeholder such as 1e30 in a covariate reached the network as ~1e29 and came out as
+    forecasts of 1e27: refused, naming column, series and time, in the rows a model is
+    evaluated or forecast on."""
+    raw = promo_frame(n=60).assign(price=lambda d: np.arange(len(d)) % 7 / 7.0)
+    options = dict(
+        layout="long",
+        lookback=12,
+        horizon=6,
+        max_epochs=1,
+        progress=False,
+        past_covariates=["price"],
+        future_covariates=["promo"],
+        overrides=[*FIT[1:], "model.segment_len=6", "data.val_size=12", "data.test_size=12"],
+    )
+    bad = raw.copy()
+    bad.loc[115, "price"] = 1e30  # in s1's test rows (in training rows it sets the scale)
+    with pytest.raises(DataError, match=r"column 'price', series 's1', time 2021-01-03 07:00:00:"):
+        forecast.fit(bad, output_dir=tmp_path / "bad", **options)
+    run = forecast.fit(raw, output_dir=tmp_path / "run", **options)
+    history = raw.groupby("unique_id").head(50).copy()
+    step = raw.groupby("unique_id").cumcount()
+    future = raw[step.between(50, 55)].drop(columns=["y", "price"])
+    assert len(run.predict(history, future=future)) == 4 * 6
+    history.loc[5, "price"] = -1e30
+    with pytest.raises(DataError, match=r"'price', series 's0', time .*value -1e\+30 lies"):
+        run.predict(history, future=future)
+
+
 # ---- the network -------------------------------------------------------------------------
 
 

@@ -20,7 +20,7 @@ from forecast.data.reading import ReadOptions, read
 from forecast.data.scaling import fit_params, scale_in_place
 from forecast.data.spec import DataSpec, frequency, season_of
 from forecast.data.splits import SPLITS, split_arrays
-from forecast.data.validate import check_scaled
+from forecast.data.validate import check_scaled, check_scaled_covariates
 from forecast.data.windows import RandomWindows, WindowDataset, collate
 from forecast.errors import ConfigError
 
@@ -161,6 +161,7 @@ class SeriesDataModule(pl.LightningDataModule):
         scale_in_place(frame.values, base, frame.offsets[kept + 1], self.mean, self.scale)
         check_scaled(frame, base, frame.offsets[kept + 1], self.mean, self.scale, self.scaler_kind)
         covariates, raw = self._covariates(frame, kept, base, ends["train"])
+        check_scaled_covariates(frame, covariates)
         values = torch.from_numpy(frame.values)  # [N, C], shares memory with the frame
         common = dict(series=kept, independent=self.channel_mode == "independent", **raw)
         for split in SPLITS:

@@ -284,3 +284,44 @@ def check_scaled(frame, starts, ends, mean, scale, scaler: str) -> None:
 def _count(n: int, noun: str) -> str:
     """'1 timestamp is', '3 timestamps are'."""
     return f"{n} {noun} is" if n == 1 else f"{n} {noun}s are"
+
+
+def check_scaled_covariates(frame, covariates) -> None:
+    """Refuse a numeric covariate value that its standardisation (fitted on the training rows:
+    `covariates`, a `forecast.data.covariates.Covariates`) puts beyond SCALED_LARGEST, as
+    `check_scaled` does for the target: a placeholder such as 1e30 would reach the network as
+    1e29 and its forecasts as garbage of that size. Codes of categorical columns are not
+    numbers and are not checked here (the reading refuses unknown levels)."""
+    fitted = {}
+    for kind in ("past", "future", "static"):
+        columns = getattr(covariates, kind)
+        for name, mean, scale in zip(columns.names, columns.mean, columns.scale, strict=False):
+            if name not in columns.levels:
+                fitted[name] = (float(mean), float(scale))
+    blocks = ((frame.covariates, frame.covariate_names, False),)
+    if frame.static is not None:
+        blocks += ((frame.static, frame.static_names, True),)
+    for array, names, static in blocks:
+        for j, name in enumerate(names):
+            if name not in fitted:
+                continue
+            mean, scale = fitted[name]
+            column = array[:, j].astype(np.float64)
+            with np.errstate(all="ignore"):
+                far = np.abs((column - mean) / scale) > SCALED_LARGEST  # NaN: the fill's
+            if not far.any():
+                continue
+            i = int(np.argmax(far))
+            series = i if static else int(np.searchsorted(frame.offsets, i, side="right") - 1)
+            named = f"series {frame.ids[series]!r}" if frame.n_series > 1 else ""
+            if not static:
+                t = frame.times[i]
+                when = pd.Timestamp(t) if np.issubdtype(frame.times.dtype, np.datetime64) else t
+                named = f"{named + ', ' if named else ''}time {when}"
+            raise DataError(
+                f"{frame.path}: column {name!r}, {named}: value {column[i]:.4g} lies "
+                f"{abs(column[i] - mean) / scale:.2g} scaled units from the training rows' values "
+                f"(mean {mean:.4g}, scale {scale:.4g}), beyond the {SCALED_LARGEST:.0e} that the "
+                f"model's float32 arithmetic takes; fix the value (a placeholder for a missing "
+                f"one? leave the cell empty and set data.fill)"
+            )
