@@ -64,7 +64,10 @@ SUFFIXES = (".csv", ".parquet", ".pq", ".csv.gz")
 FORMATS = ("csv", "parquet")
 # The reading options a run may set (`data.<key>` of predict.py; conf/predict.yaml lists the
 # same keys): ReadOptions' own, but the covariates, which are the model's.
-READ_KEYS = tuple(f.name for f in dataclasses.fields(ReadOptions) if f.name not in COVARIATES)
+# what predict.py may override; the covariates and which are categorical are the model's
+READ_KEYS = tuple(
+    f.name for f in dataclasses.fields(ReadOptions) if f.name not in (*COVARIATES, "categorical")
+)
 RECORD_VERSION = 1
 
 
