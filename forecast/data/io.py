@@ -955,17 +955,44 @@ def _parse_times(where: Where, column: pd.Series, name: str) -> tuple[np.ndarray
         times = pd.to_datetime(column, errors="coerce")
     except ValueError:  # offsets that change (daylight saving): one common zone, UTC
         times = pd.to_datetime(column, errors="coerce", utc=True)
-    zoned = getattr(times.dt, "tz", None) is not None
-    if zoned:
-        times = times.dt.tz_convert(None)
     bad = times.isna().to_numpy()
+    if bad.any():
+        times = _mixed_zones(where, column, name, times, bad)
+        bad = times.isna().to_numpy()
     if bad.any():
         row = int(np.argmax(bad))
         raise DataError(
             f"{where.path}: column {name!r}, {where.row(row)}: cannot parse "
             f"{column.iloc[row]!r} as a timestamp; fix or remove that value"
         )
+    zoned = getattr(times.dt, "tz", None) is not None
+    if zoned:
+        times = times.dt.tz_convert(None)
     return times.to_numpy(dtype="datetime64[ns]").view(np.int64), True, "UTC" if zoned else None
+
+
+def _mixed_zones(where: Where, column: pd.Series, name: str, times: pd.Series, bad) -> pd.Series:
+    """`times` again where its unparsed values (`bad`) are times of other zones: pandas reads a
+    column's first zone and leaves the others NaT. Times in several zones are instants, read in
+    UTC; times with a zone beside times without one are refused (which zone would the others
+    be in?)."""
+    row = int(np.argmax(bad))
+    good = np.flatnonzero(~bad)
+    try:
+        alone = pd.Timestamp(column.iloc[row])
+    except (TypeError, ValueError):
+        return times  # not a time at all: the caller says so
+    if pd.isna(alone) or not len(good):
+        return times
+    other = pd.Timestamp(column.iloc[int(good[0])])
+    if (alone.tzinfo is None) != (other.tzinfo is None):
+        naive, zoned = (row, int(good[0])) if alone.tzinfo is None else (int(good[0]), row)
+        raise DataError(
+            f"{where.path}: column {name!r}, {where.row(naive)}: {column.iloc[naive]!r} has no "
+            f"zone or UTC offset, and {where.row(zoned)} ({column.iloc[zoned]!r}) has one; give "
+            f"every time an offset, or none"
+        )
+    return pd.to_datetime(column, errors="coerce", utc=True)
 
 
 def _whole_steps(where: Where, column: pd.Series, name: str) -> np.ndarray:

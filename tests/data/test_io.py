@@ -282,6 +282,27 @@ def test_zoned_timestamps_are_utc_instants_and_say_so(tmp_path, format):
     assert read_wide(naive).tz is None
 
 
+def test_times_in_several_zones_are_instants_and_times_with_and_without_one_are_refused():
+    """pandas reads a column's first zone and leaves other zones' times NaT: those were
+    refused as unparseable. Times in two zones are UTC instants; a time without a zone beside
+    ones with a zone is refused, naming both rows."""
+    utc = pd.date_range("2024-01-01 00:00", periods=2, freq="h", tz="UTC")
+    tokyo = pd.date_range("2024-01-01 11:00", periods=2, freq="h", tz="Asia/Tokyo")
+    table = pd.DataFrame({"date": pd.Series([*utc, *tokyo], dtype=object), "y": [1.0] * 4})
+    frame = read_wide(table)
+    assert frame.tz == "UTC"
+    assert (frame.times == pd.date_range("2024-01-01", periods=4, freq="h").to_numpy()).all()
+    mixed = pd.DataFrame(
+        {"date": ["2024-01-03 01:00:00+00:00", "2024-01-03 02:00:00"], "y": [1.0, 2.0]}
+    )
+    with pytest.raises(
+        DataError,
+        match=r"'date', row df.iloc\[1\]: '2024-01-03 02:00:00' has no zone or UTC offset, and "
+        r"row df.iloc\[0\] \('2024-01-03 01:00:00\+00:00'\) has one; give every time",
+    ):
+        read_wide(mixed)
+
+
 def monthly(tmp_path, dates, name="monthly.csv"):
     values = np.arange(1.0, len(dates) + 1)
     path = tmp_path / name
