@@ -2,6 +2,9 @@
 
     python benchmarks/m4_hourly.py            # lstm, lstmp, gru; experiment=m4_hourly each
     python benchmarks/m4_hourly.py --quick    # a few batches of one epoch (smoke test)
+    python benchmarks/m4_hourly.py --combine runs_2021 runs_2022 runs_2023
+        # no training: the runs of earlier --out folders scored alone, and per model the median
+        # and mean of their forecasts (what ensemble.seeds=[...] with those seeds combines)
 
 Each model is trained by `train.py experiment=m4_hourly` (validation: the last 48 values of each
 training series), exported, and used by the batch forecaster on the raw training file; its
@@ -54,6 +57,33 @@ def baseline(method, train: pd.DataFrame) -> dict[str, np.ndarray]:
     return {sid: method(row.dropna().to_numpy(float)) for sid, row in train.iterrows()}
 
 
+def forecasts_of(run_dir: Path, train_path: Path) -> pd.DataFrame:
+    """A run's forecasts of the training file (written by train_and_forecast): [series, 48]."""
+    frame = pd.read_csv(run_dir / "forecasts" / f"{train_path.name.split('.')[0]}.forecast.csv")
+    return frame.pivot(index="unique_id", columns="step", values="y_hat")
+
+
+def combine(out_dirs: list[Path], train_path: Path, train, test, naive2_scores) -> None:
+    """Score each model's runs in `out_dirs` alone, then the median and mean of their
+    forecasts (an ensemble over whatever differs between the folders: seeds, look-backs)."""
+    print("| model | runs | sMAPE | MASE | OWA |")
+    print("| --- | --- | --- | --- | --- |")
+    models = sorted({p.parent.name for d in out_dirs for p in d.glob("*/forecasts")})
+    for model in models:
+        runs = [d / model for d in out_dirs if (d / model / "forecasts").is_dir()]
+        tables = [forecasts_of(run, train_path) for run in runs]
+        stacked = np.stack([t.loc[tables[0].index].to_numpy(float) for t in tables])
+        cases = [(run.parent.name, stacked[k]) for k, run in enumerate(runs)]
+        if len(tables) > 1:
+            cases += [(f"median of {len(tables)}", np.median(stacked, 0))]
+            cases += [(f"mean of {len(tables)}", stacked.mean(0))]
+        for name, values in cases:
+            forecasts = dict(zip(tables[0].index, values, strict=True))
+            smape_value, mase_value = score(forecasts, train, test)
+            value = owa(smape_value, mase_value, *naive2_scores)
+            print(f"| {model} | {name} | {smape_value:.3f} | {mase_value:.3f} | {value:.3f} |")
+
+
 def train_and_forecast(model: str, out: Path, train_path: Path, test_path: Path, extra) -> tuple:
     run_dir = out / model
     cmd = [
@@ -73,8 +103,7 @@ def train_and_forecast(model: str, out: Path, train_path: Path, test_path: Path,
     seconds = time.perf_counter() - start
     metrics = json.loads((run_dir / "metrics.json").read_text())
     BatchForecaster(run_dir, log=lambda message: None).run(train_path, run_dir / "forecasts")
-    frame = pd.read_csv(run_dir / "forecasts" / f"{train_path.name.split('.')[0]}.forecast.csv")
-    table = frame.pivot(index="unique_id", columns="step", values="y_hat")
+    table = forecasts_of(run_dir, train_path)
     return {sid: table.loc[sid].to_numpy(float) for sid in table.index}, seconds, metrics
 
 
@@ -101,6 +130,7 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--combine", type=Path, nargs="+", default=None, metavar="OUT")
     parser.add_argument("overrides", nargs="*", help="train.py overrides for every run")
     args = parser.parse_args()
     extra = [*([f"trainer.max_epochs={args.epochs}"] if args.epochs else []), *args.overrides]
@@ -115,6 +145,9 @@ def main() -> None:
     naive2_smape, naive2_mase = score(
         baseline(lambda h: naive2(h, HORIZON, SEASON), train), train, test
     )
+    if args.combine:
+        combine(args.combine, train_path, train, test, (naive2_smape, naive2_mase))
+        return
     rows = [("Naive2 (ours)", naive2_smape, naive2_mase, "-", None)]
     snaive = score(baseline(lambda h: seasonal_naive(h, HORIZON, SEASON), train), train, test)
     rows.append(("seasonal naive (ours)", *snaive, "-", None))

@@ -63,6 +63,19 @@ def test_m4_benchmark_scores_naive2_as_published_and_a_model(tmp_path, shared_da
     assert float(gru[4]) == pytest.approx(metrics["val_skill"], abs=0.0005)
     assert float(gru[5]) == pytest.approx(metrics["test_skill"], abs=0.0005)
     assert gru[6].startswith(f"{metrics['naive_weight']:.3f} (")
+    # --combine scores earlier runs without training: a run alone as above, and the median of
+    # a run with itself is that run
+    combined = subprocess.run(
+        [sys.executable, "benchmarks/m4_hourly.py", "--combine", str(tmp_path), str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert combined.returncode == 0, combined.stderr[-3000:]
+    rows = table(combined.stdout, "model")
+    assert [row[1] for row in rows] == [tmp_path.name, tmp_path.name, "median of 2", "mean of 2"]
+    assert all(row[2:] == gru[1:4] for row in rows)
 
 
 def table(out: str, first: str) -> list[list[str]]:
