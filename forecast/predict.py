@@ -385,9 +385,15 @@ def split_future(frame: Frame, horizon: int, n_future: int) -> tuple[Frame, np.n
     rows = known_ends[:, None] + np.arange(horizon)  # [S, H]
     start = frame.n_past or 0
     ahead = frame.covariates[rows][..., start : start + n_future]
+    return history_of(frame), ahead
+
+
+def history_of(frame: Frame) -> Frame:
+    """`frame` without its future rows (those after each series' last target)."""
+    known_ends = frame.offsets[1:] - frame.future  # [S]
     keep = np.arange(frame.offsets[-1]) < np.repeat(known_ends, frame.lengths)
-    lengths = frame.lengths - future
-    history = dataclasses.replace(
+    lengths = frame.lengths - frame.future
+    return dataclasses.replace(
         frame,
         offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
         times=frame.times[keep],
@@ -395,7 +401,6 @@ def split_future(frame: Frame, horizon: int, n_future: int) -> tuple[Frame, np.n
         covariates=np.ascontiguousarray(frame.covariates[keep]),
         future=None,
     )
-    return history, ahead
 
 
 def window_covariates(
@@ -832,8 +837,17 @@ class BatchForecaster:
     def backtest_table(
         self, source: str | Path | pd.DataFrame, future: str | Path | pd.DataFrame | None = None
     ) -> pd.DataFrame:
-        """The backtest of `source` over the last `n_windows` horizons, as `run` writes it."""
-        frame, _ = self.prepare(source, future=future)
+        """The backtest of `source` over the last `n_windows` horizons, as `run` writes it. Its
+        horizons lie in the history, so future rows (in `source` or `future`) are not needed,
+        and left out where given."""
+        self._refuse_unread_future(future)
+        frame = self.read(source, future_rows=self.reads_future, future=future)
+        if self.reading.short == "skip":
+            frame = self._skip_short(frame, Summary())
+        if frame.future is not None:
+            frame = history_of(frame)
+        lookback, horizon = self.model.lookback, self.model.horizon
+        check_backtest(frame, lookback, horizon, self.n_windows, horizon)
         return backtest_frame(self.windows_table(frame, self.n_windows))
 
     def cross_validation(

@@ -224,10 +224,11 @@ def test_with_a_table_of_future_rows_an_input_row_without_a_target_is_missing_no
     assert s0[28] == s0[29] == s0[27] and np.isnan(s0[30:]).all()
 
 
-def test_a_covariate_value_far_beyond_its_training_values_is_refused(tmp_path):
+def test_covariate_values_far_beyond_training_are_refused_and_backtests_need_no_future(tmp_path):
     """A placeholder such as 1e30 in a covariate reached the network as ~1e29 and came out as
     forecasts of 1e27: refused, naming column, series and time, in the rows a model is
-    evaluated or forecast on."""
+    evaluated or forecast on. A backtest with future covariates needs no future rows (the API
+    asked for them)."""
     raw = promo_frame(n=60).assign(price=lambda d: np.arange(len(d)) % 7 / 7.0)
     options = dict(
         layout="long",
@@ -248,6 +249,12 @@ def test_a_covariate_value_far_beyond_its_training_values_is_refused(tmp_path):
     step = raw.groupby("unique_id").cumcount()
     future = raw[step.between(50, 55)].drop(columns=["y", "price"])
     assert len(run.predict(history, future=future)) == 4 * 6
+    # a backtest's horizons lie in the history: no future rows needed, the same where given
+    backtest = run.predict(history, backtest=True, n_windows=2)
+    assert len(backtest) == 4 * 2 * 6 and backtest["y"].notna().all()
+    pd.testing.assert_frame_equal(
+        backtest, run.predict(history, future=future, backtest=True, n_windows=2)
+    )
     history.loc[5, "price"] = -1e30
     with pytest.raises(DataError, match=r"'price', series 's0', time .*value -1e\+30 lies"):
         run.predict(history, future=future)
