@@ -159,7 +159,19 @@ def test_study_in_sqlite_resumes_and_its_best_config_trains_again(tmp_path):
         f"hydra.run.dir={tmp_path / 'older'}",
     )
     older_run = forecast.load(tmp_path / "older")
-    assert older_run.metrics["val_mse"] == study.best_value
+    # "as it did then": the options it lacks take the values they had before they were added
+    # (no naive blend, the one-hot), not today's defaults, so it equals best.yaml with those
+    run_script(
+        "train.py",
+        "--config-dir",
+        str(sweep_dir),
+        "--config-name",
+        "best",
+        *(f"model.{key}={str(value).lower()}" for key, value in ADDED_MODEL_OPTIONS.items()),
+        f"hydra.run.dir={tmp_path / 'then'}",
+    )
+    then = json.loads((tmp_path / "then" / "metrics.json").read_text())
+    assert older_run.metrics["val_mse"] == then["val_mse"]
     assert older_run.config.model.category_embedding == 0  # the one-hot it had then
     assert sorted(p.name for p in (tmp_path / "older" / "export").glob("model.*")) == [
         "model.onnx",
