@@ -150,8 +150,8 @@ class Run:
         the options added since an older version wrote it (`forecast.config.upgrade_config`)."""
         config = self.path / "config.yaml"
         if config.is_file():
-            return upgrade_config(OmegaConf.load(config))
-        return upgrade_config(OmegaConf.create(self.meta.get("config", {})))
+            return upgrade_config(OmegaConf.load(config), imports=False)
+        return upgrade_config(OmegaConf.create(self.meta.get("config", {})), imports=False)
 
     @property
     def lookback(self) -> int:

@@ -96,12 +96,14 @@ def upgrade_model_options(options: dict) -> dict:
     return {**ADDED_MODEL_OPTIONS, **options}
 
 
-def upgrade_config(cfg: DictConfig) -> DictConfig:
+def upgrade_config(cfg: DictConfig, imports: bool = True) -> DictConfig:
     """`cfg`, a train config saved by an older version, brought up to date in place (and
     returned): the run and model options added since get the values in `ADDED_RUN_OPTIONS` and
     `ADDED_MODEL_OPTIONS` (the latter only for our Forecaster, or a subclass, built from its
     options rather than a given `net`). A config composed today has them all, and is left as it
-    is; `ensemble: null` is no ensemble, as the node left out is."""
+    is; `ensemble: null` is no ensemble, as the node left out is. With `imports` false (a
+    config read from a run folder), the model's class is looked for only among the modules
+    already imported: reading a file imports nothing it names."""
     from omegaconf import open_dict
 
     with open_dict(cfg):
@@ -109,21 +111,33 @@ def upgrade_config(cfg: DictConfig) -> DictConfig:
             if key not in cfg or (isinstance(value, dict) and cfg[key] is None):
                 cfg[key] = value
         model = cfg.get("model")
-        if model is not None and "net" not in model and builds_forecaster(model.get("_target_")):
+        if (
+            model is not None
+            and "net" not in model
+            and builds_forecaster(model.get("_target_"), imports)
+        ):
             for key, value in ADDED_MODEL_OPTIONS.items():
                 if key not in model:
                     model[key] = value
     return cfg
 
 
-def builds_forecaster(target) -> bool:
-    """Whether a config's `_target_` names our Forecaster or a subclass of it."""
+def builds_forecaster(target, imports: bool = True) -> bool:
+    """Whether a config's `_target_` names our Forecaster or a subclass of it (with `imports`
+    false, one of a module already imported: nothing is imported for it)."""
+    import sys
+
     from hydra.utils import get_class
 
     from forecast.models import Forecaster
 
     try:
-        return issubclass(get_class(str(target)), Forecaster)
+        if imports:
+            found = get_class(str(target))
+        else:
+            module, _, name = str(target).rpartition(".")
+            found = getattr(sys.modules.get(module), name, None)
+        return isinstance(found, type) and issubclass(found, Forecaster)
     except Exception:  # not a class, or not importable: not ours to upgrade
         return False
 

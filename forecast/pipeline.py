@@ -30,7 +30,7 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import ProgressBar
 
 from forecast.atomic import remove_stale_parts
@@ -366,40 +366,62 @@ def build_model(node: DictConfig, spec: DataSpec) -> pl.LightningModule:
 def saved_training_factories(node: DictConfig) -> tuple:
     """The optimizer and schedule factories a saved model config (`model` of a run folder's
     config.yaml) names, for a model loaded from it (`Run.module`) to train on with. A loaded file
-    runs no code: only torch's own classes (`torch.optim.*`) are built, nothing else the node
-    names; for another, a warning names it and the Forecaster's default (Adam) is kept."""
-    factories = []
-    for key in ("optimizer", "scheduler"):
-        sub = node.get(key)
-        targets = [str(t) for t in targets_in(sub)]
-        if sub is None or not targets:
-            factories.append(None)
-        elif all(t.startswith("torch.optim.") for t in targets):
-            factories.append(instantiate(sub, _partial_=True))
-        else:
-            other = next(t for t in targets if not t.startswith("torch.optim."))
-            warnings.warn(
-                f"model.{key} of the run's config names {other}, not one of torch.optim's "
-                f"classes: a loaded run builds only those, so this model has the default "
-                f"{'Adam' if key == 'optimizer' else 'no schedule'}; give it your own with "
-                f"model.configure_optimizers or train the run again with train.py",
-                stacklevel=3,
-            )
-            factories.append(None)
-    return tuple(factories)
+    runs no code: only torch's own optimizer and schedule classes (`torch.optim.*`) are built,
+    with plain values (numbers, text, lists of them); for anything else, a warning says what and
+    the Forecaster's default (Adam, no schedule) is kept."""
+    return tuple(saved_training_factory(node, key) for key in ("optimizer", "scheduler"))
 
 
-def targets_in(node) -> list:
-    """Every `_target_` in a config node (or plain container), however deep."""
-    if isinstance(node, (DictConfig, ListConfig)):
-        node = OmegaConf.to_container(node, resolve=False)
-    if isinstance(node, dict):
-        own = [node["_target_"]] if "_target_" in node else []
-        inner = (value for key, value in node.items() if key != "_target_")
-        return own + [t for value in inner for t in targets_in(value)]
-    if isinstance(node, list):
-        return [t for item in node for t in targets_in(item)]
-    return []
+def saved_training_factory(node: DictConfig, key: str):
+    """One of `saved_training_factories`: a `functools.partial` of the class, or None."""
+    import functools
+
+    import torch.optim
+
+    sub = node.get(key)
+    if sub is None:
+        return None
+    bases = {
+        "optimizer": (torch.optim.Optimizer,),
+        "scheduler": (
+            torch.optim.lr_scheduler.LRScheduler,
+            torch.optim.lr_scheduler.ReduceLROnPlateau,
+        ),
+    }[key]
+    plain = OmegaConf.to_container(sub, resolve=False) if isinstance(sub, DictConfig) else sub
+    target = plain.get("_target_") if isinstance(plain, dict) else None
+    kwargs = {k: v for k, v in plain.items() if not str(k).startswith("_")} if target else {}
+    found = None
+    if isinstance(target, str) and target.startswith("torch.optim."):
+        found = torch.optim  # looked up among torch.optim's attributes: nothing is imported
+        for part in target.split(".")[2:]:
+            found = getattr(found, part, None)
+    problem = None
+    if not (isinstance(found, type) and issubclass(found, bases)):
+        problem = f"names {target!r}, not one of torch.optim's {key} classes"
+    elif set(plain) - set(kwargs) - {"_target_", "_partial_"}:
+        problem = f"has {sorted(set(plain) - set(kwargs) - {'_target_', '_partial_'})}"
+    elif not all(_plain_value(v) for v in kwargs.values()):
+        problem = "has values other than numbers, text and lists of them (or an interpolation)"
+    if problem is None:
+        return functools.partial(found, **kwargs)
+    warnings.warn(
+        f"model.{key} of the run's config {problem}: a loaded run builds only torch.optim's own "
+        f"classes with plain values, so this model has the default "
+        f"{'Adam' if key == 'optimizer' else 'no schedule'}; give it your own with "
+        f"model.configure_optimizers or train the run again with train.py",
+        stacklevel=4,
+    )
+    return None
+
+
+def _plain_value(value) -> bool:
+    """A number, bool, None, text without an interpolation, or a list of those."""
+    if isinstance(value, list):
+        return all(_plain_value(v) for v in value)
+    if isinstance(value, str):
+        return "${" not in value
+    return value is None or isinstance(value, (bool, int, float))
 
 
 def construct(node: DictConfig, key: str, **kwargs):

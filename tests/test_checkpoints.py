@@ -4,6 +4,7 @@ URL), and a checkpoint made for another model or other data is refused before it
 import functools
 import http.server
 import pickle
+import re
 import threading
 
 import numpy as np
@@ -155,6 +156,14 @@ def test_lightnings_load_from_checkpoint_rebuilds_the_model_as_weights_only(trai
     with pytest.raises(pickle.UnpicklingError):
         Forecaster.load_from_checkpoint(evil, weights_only=False)
     assert not marker.exists()
+    # plain data naming a function for Lightning to build the model with (older Lightning
+    # imports and calls it)
+    for key, value in [("_instantiator", "builtins.exec"), ("_class_path", "os.system")]:
+        named = torch.load(last, map_location="cpu", weights_only=True)
+        named["hyper_parameters"][key] = value
+        torch.save(named, tmp_path / "named.ckpt")
+        with pytest.raises(ConfigError, match=f"names code to build its model with .*{key}"):
+            Forecaster.load_from_checkpoint(tmp_path / "named.ckpt")
 
     # a run folder whose config.yaml is from before the options: Run.config brings it up to date
     copy = tmp_path / "older_run"
@@ -169,10 +178,9 @@ def test_lightnings_load_from_checkpoint_rebuilds_the_model_as_weights_only(trai
         torch.testing.assert_close(reference.state_dict()[key], value, rtol=0, atol=0, msg=key)
 
 
-def test_a_run_folder_whose_config_names_other_code_runs_none_of_it(trained, tmp_path):
-    """Run.module builds the network from the checkpoint and of config.yaml only torch's
-    optimizer and schedule classes: a config naming anything else (a copied or downloaded run
-    folder) has it warned about and not called."""
+def test_a_run_folders_own_torch_optimizer_and_schedule_are_rebuilt(trained, tmp_path):
+    """Run.module trains on with the run's optimizer and schedule when they are torch.optim's
+    classes with plain values: not only the default Adam."""
     import shutil
 
     import torch
@@ -185,16 +193,82 @@ def test_a_run_folder_whose_config_names_other_code_runs_none_of_it(trained, tmp
     optimizer = good.configure_optimizers()
     assert isinstance(optimizer, torch.optim.Adam) and optimizer.defaults["lr"] == 1e-3
 
+    copy = tmp_path / "sgd"
+    shutil.copytree(folder / "run", copy)
+    cfg = OmegaConf.load(copy / "config.yaml")
+    cfg.model.optimizer = {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.01}
+    cfg.model.scheduler = {
+        "_target_": "torch.optim.lr_scheduler.ReduceLROnPlateau",
+        "_partial_": True,
+        "factor": 0.25,
+        "patience": 3,
+    }
+    OmegaConf.save(cfg, copy / "config.yaml")
+    model = forecast.load(copy).module("last")
+    built = model.configure_optimizers()
+    optimizer = built["optimizer"]
+    scheduler = built["lr_scheduler"]["scheduler"]
+    assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["lr"] == 0.01
+    assert isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    assert (scheduler.factor, scheduler.patience) == (0.25, 3)
+
+
+@pytest.mark.parametrize(
+    "key, node, says",
+    [
+        ("optimizer", {"_target_": "builtins.open", "file": "{marker}"}, "names 'builtins.open'"),
+        # a prefix that looks like torch.optim's but reaches another module's function
+        (
+            "optimizer",
+            {"_target_": "torch.optim.adam.torch.save", "obj": 1, "f": "{marker}"},
+            "names",
+        ),
+        ("scheduler", {"_target_": "shutil.rmtree", "path": "{folder}"}, "names 'shutil.rmtree'"),
+        # a torch.optim class, but one of the other kind
+        ("scheduler", {"_target_": "torch.optim.Adam", "lr": 0.1}, "scheduler classes"),
+        # torch.optim's class with a nested object, or an interpolation that builds one
+        (
+            "optimizer",
+            {
+                "_target_": "torch.optim.Adam",
+                "lr": {"_target_": "builtins.open", "file": "{marker}"},
+            },
+            "values other than",
+        ),
+        (
+            "optimizer",
+            {"_target_": "torch.optim.Adam", "lr": "${oc.create:{marker}}"},
+            "interpolation",
+        ),
+        ("optimizer", {"_target_": "torch.optim.Adam", "_args_": ["{marker}"]}, "'_args_'"),
+    ],
+)
+def test_a_run_folder_whose_config_names_other_code_runs_none_of_it(
+    trained, tmp_path, key, node, says
+):
+    """Run.module builds the network from the checkpoint and of config.yaml only torch's
+    optimizer and schedule classes with plain values: a config naming anything else (a copied or
+    downloaded run folder) has it warned about and not called."""
+    import json
+    import shutil
+
+    import torch
+    from omegaconf import OmegaConf
+
+    import forecast
+
+    folder, _, _ = trained
+    good = forecast.load(folder / "run").module("last")
     copy = tmp_path / "copied"
     shutil.copytree(folder / "run", copy)
     marker = tmp_path / "pwned"
+    text = json.dumps(node).replace("{marker}", str(marker)).replace("{folder}", str(folder))
     cfg = OmegaConf.load(copy / "config.yaml")
-    cfg.model.optimizer.lr = {"_target_": "builtins.open", "_args_": [str(marker), "w"]}
-    cfg.model.scheduler = {"_target_": "shutil.rmtree", "path": str(folder)}
+    cfg.model[key] = json.loads(text)
     OmegaConf.save(cfg, copy / "config.yaml")
-    with pytest.warns(UserWarning, match="model.optimizer of the run's config names builtins.open"):
+    with pytest.warns(UserWarning, match=f"model.{key} of the run's config .*{re.escape(says)}"):
         model = forecast.load(copy).module("last")
     assert not marker.exists() and folder.exists()
-    assert model.optimizer_factory is None and model.scheduler_factory is None
-    for key, value in good.state_dict().items():
-        torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0, msg=key)
+    assert getattr(model, f"{key}_factory") is None
+    for name, value in good.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[name], value, rtol=0, atol=0, msg=name)

@@ -85,6 +85,24 @@ def test_a_config_from_an_older_version_gets_todays_run_options_and_its_models_o
     assert dict(upgrade_config(other).model) == {"_target_": "my.Model", "width": 3}
 
 
+def test_a_config_read_from_a_run_folder_imports_nothing_it_names(tmp_path, monkeypatch):
+    """upgrade_config(imports=False), as Run.config calls it: the model's class is looked for
+    among the modules already imported; a module the file names is not imported (importing runs
+    its code)."""
+    import sys
+
+    from forecast.config import upgrade_config
+
+    marker = tmp_path / "imported"
+    (tmp_path / "planted_module.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = OmegaConf.create({"model": {"_target_": "planted_module.Forecaster"}})
+    assert "category_embedding" not in upgrade_config(cfg, imports=False).model
+    assert not marker.exists() and "planted_module" not in sys.modules
+    ours = OmegaConf.create({"model": {"_target_": "forecast.models.forecaster.Forecaster"}})
+    assert upgrade_config(ours, imports=False).model.category_embedding == 0
+
+
 def test_every_value_of_the_default_sweep_space_is_a_valid_train_override():
     space = OmegaConf.to_container(composed(name="sweep").sweep.space)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))

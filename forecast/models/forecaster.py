@@ -119,6 +119,15 @@ class Forecaster(pl.LightningModule):
                 f"version of forecast, or is not a forecast checkpoint); train a new run"
             )
         saved = state.get("hyper_parameters", {})
+        # Lightning builds the model through these when a checkpoint names them (older versions
+        # import and call any class or function so named); ours never do
+        asked = sorted({"_instantiator", "_class_path"} & set(saved))
+        if asked:
+            raise ConfigError(
+                f"{checkpoint_path}: the checkpoint names code to build its model with "
+                f"({', '.join(f'{k}={saved[k]!r}' for k in asked)}), which a forecast checkpoint "
+                f"never does; it was altered or is not ours: load only checkpoints you trust"
+            )
         added = {k: v for k, v in upgrade_model_options(saved).items() if k not in saved}
         kwargs = {"spec": state["data_spec"], **added, **kwargs, "weights_only": True}
         return super().load_from_checkpoint(checkpoint_path, map_location, **kwargs)
