@@ -105,6 +105,10 @@ def test_integer_codes_are_numbers_unless_declared_categorical(tmp_path):
     frame = read(raw, declared)
     assert frame.levels == {"store": ("0", "100", "200", "300")}
     assert frame.static[:, 0].tolist() == [0, 1, 2, 3]
+    # one name alone, as `data.categorical=store` gives it: that column, not its letters
+    alone = ReadOptions(layout="long", static_covariates="store", target="y", categorical="store")
+    assert alone.categorical == alone.static_covariates == ("store",)
+    assert read(raw, alone).levels == frame.levels
     unseen = raw.assign(store=raw["store"].replace({300: 5000}))
     with pytest.raises(DataError, match=r"'store', row df.iloc\[90\]: '5000' is not one of"):
         read(unseen, declared, levels=frame.levels)

@@ -86,11 +86,12 @@ class ReadOptions:
             if value not in allowed:
                 shown = [a for a in allowed if a is not None]
                 raise ValueError(f"data.{name} must be one of {shown}, got {value!r}")
-        # lists from a config or JSON become tuples: options compare and hash by value
+        # lists from a config or JSON become tuples: options compare and hash by value; one
+        # covariate's name alone (data.categorical=store) is a list of one, not of its letters
         for name in ("target", *COVARIATES, "categorical"):
             value = getattr(self, name)
-            if value is not None and not isinstance(value, str):
-                object.__setattr__(self, name, tuple(value))
+            if value is not None and (name != "target" or not isinstance(value, str)):
+                object.__setattr__(self, name, _names(value))
         self._check_roles()
 
     def _check_roles(self) -> None:
