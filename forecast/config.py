@@ -125,21 +125,24 @@ def upgrade_config(cfg: DictConfig, imports: bool = True) -> DictConfig:
 def builds_forecaster(target, imports: bool = True) -> bool:
     """Whether a config's `_target_` names our Forecaster or a subclass of it (with `imports`
     false, one of a module already imported: nothing is imported for it)."""
-    import sys
-
     from hydra.utils import get_class
 
     from forecast.models import Forecaster
 
     try:
-        if imports:
-            found = get_class(str(target))
-        else:
-            module, _, name = str(target).rpartition(".")
-            found = getattr(sys.modules.get(module), name, None)
+        found = get_class(str(target)) if imports else imported_class(target)
         return isinstance(found, type) and issubclass(found, Forecaster)
     except Exception:  # not a class, or not importable: not ours to upgrade
         return False
+
+
+def imported_class(target):
+    """The class or object a dotted name (`_target_`) names in a module already imported, or
+    None: looked up, nothing imported (importing a module runs its code)."""
+    import sys
+
+    module, _, name = str(target).rpartition(".")
+    return getattr(sys.modules.get(module), name, None)
 
 
 def register_configs() -> None:

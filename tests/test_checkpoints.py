@@ -213,6 +213,42 @@ def test_a_run_folders_own_torch_optimizer_and_schedule_are_rebuilt(trained, tmp
     assert (scheduler.factor, scheduler.patience) == (0.25, 3)
 
 
+def test_a_run_trained_with_a_subclass_loads_as_that_class_once_imported(trained, tmp_path):
+    """Run.module builds the run's own subclass of the Forecaster when its module is imported
+    (the user's code), and our Forecaster, with the same weights, when it is not: a run folder
+    imports nothing it names."""
+    import shutil
+
+    import torch
+    from omegaconf import OmegaConf
+
+    import forecast
+    from forecast.models import Forecaster
+
+    class MyForecaster(Forecaster):
+        pass
+
+    folder, _, _ = trained
+    good = forecast.load(folder / "run").module("last")
+    copy = tmp_path / "mine"
+    shutil.copytree(folder / "run", copy)
+    cfg = OmegaConf.load(copy / "config.yaml")
+    globals()["MyForecaster"] = MyForecaster  # as if defined at the top of this module
+    try:
+        for target, cls in [
+            (f"{__name__}.MyForecaster", MyForecaster),
+            ("not_imported_module.MyForecaster", Forecaster),
+        ]:
+            cfg.model._target_ = target
+            OmegaConf.save(cfg, copy / "config.yaml")
+            model = forecast.load(copy).module("last")
+            assert type(model) is cls
+            for name, value in good.state_dict().items():
+                torch.testing.assert_close(model.state_dict()[name], value, rtol=0, atol=0)
+    finally:
+        del globals()["MyForecaster"]
+
+
 @pytest.mark.parametrize(
     "key, node, says",
     [

@@ -126,6 +126,19 @@ def test_integer_codes_are_numbers_unless_declared_categorical(tmp_path):
     with pytest.warns(UserWarning, match="filled"):
         later = read(str(tmp_path / "gappy.csv"), by_code, levels=trained.levels)
     assert later.covariates[4, 0] == later.covariates[3, 0]  # the level before it
+    # each value spelled alone: whole numbers as integers beside 1.5 (a file of only 2.0s
+    # later is level '2', as in training), inf a level of its own; and a model that saved its
+    # levels as '1.0' (older versions) reads today's '1'
+    halves = raw.assign(code=np.where(np.arange(len(raw)) % 3, 1.5, 2.0))
+    halves.loc[7, "code"] = np.inf
+    trained = read(halves, by_code)
+    assert trained.levels == {"code": ("1.5", "2", "inf")}
+    assert trained.covariates[7, 0] == 2 and trained.covariates[0, 0] == 1
+    twos = read(raw.assign(code=2.0), by_code, levels=trained.levels)
+    assert (twos.covariates[:, 0] == 1).all()
+    with pytest.warns(UserWarning, match="filled"):
+        older = read(gappy, by_code, levels={"code": ("1.0", "2.0")})
+    assert older.covariates[:, 0].tolist() == later.covariates[:, 0].tolist()
 
 
 @pytest.mark.parametrize(
@@ -226,6 +239,14 @@ def test_with_a_table_of_future_rows_an_input_row_without_a_target_is_missing_no
     assert frame.future.tolist() == [6, 6, 6, 6]
     s0 = frame.values[frame.offsets[0] : frame.offsets[1], 0]
     assert s0[28] == s0[29] == s0[27] and np.isnan(s0[30:]).all()
+    # a series the table has no rows for keeps its future rows from the input (s3's last 6)
+    own = pd.concat([history[history.unique_id != "s3"], raw[raw.unique_id == "s3"]])
+    partial = future[future.unique_id != "s3"]
+    with pytest.warns(UserWarning, match="filled"):
+        frame = read(own, dataclasses.replace(LONG, fill="ffill"), future=partial)
+    assert frame.future.tolist() == [6, 6, 6, 6]
+    s3 = slice(frame.offsets[3], frame.offsets[4])
+    assert np.isnan(frame.values[s3, 0][30:]).all() and len(frame.values[s3]) == 36
 
 
 def test_covariate_values_far_beyond_training_are_refused_and_backtests_need_no_future(tmp_path):

@@ -666,11 +666,13 @@ def _build(
     n_target, n_past = len(columns.target), len(columns.past)
     future = _future_rows(where, ids, numbers, offsets, n_target) if future_rows else None
     if future is not None and where.future_path is not None:
-        # with a table of future rows, those are the future: an input row without a target is
-        # a missing value (data.fill's to refuse or fill), not a future row
+        # a series given rows by a table of future rows has those as its future: its input
+        # rows without a target are missing values (data.fill's to refuse or fill), not future
+        # rows; a series the table has no rows for keeps the input's own future rows
         own = (rows >= 0) & (rows < where.future_start)
         last = np.maximum.reduceat(np.where(own, np.arange(len(rows)), -1), offsets[:-1])
-        future = np.minimum(future, offsets[1:] - 1 - last)
+        tabled = np.maximum.reduceat((rows >= where.future_start).astype(np.int8), offsets[:-1])
+        future = np.where(tabled > 0, np.minimum(future, offsets[1:] - 1 - last), future)
     if future is not None:  # a future row has no target, and its past covariates are unknown
         tail = np.arange(len(numbers)) >= np.repeat(offsets[1:] - future, np.diff(offsets))
         numbers[tail, : n_target + n_past] = 0.0
@@ -722,8 +724,11 @@ def _covariate(
     text = _level_text(column)
     if levels is None:
         levels = tuple(sorted(text.dropna().unique()))
+    lookup = levels
+    if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column):
+        lookup = _as_number_levels(levels)
     # -1: missing or unknown (pandas deprecates a Categorical of values outside its categories)
-    codes = pd.Index(list(levels), dtype=object).get_indexer(text.astype(object))
+    codes = pd.Index(list(lookup), dtype=object).get_indexer(text.astype(object))
     unknown = (codes < 0) & text.notna().to_numpy()
     if unknown.any():
         row = int(np.argmax(unknown))
@@ -747,10 +752,16 @@ def _is_number_column(where, column: pd.Series, name: str) -> bool:
         return True
     if pd.api.types.infer_dtype(column, skipna=True) == "boolean":  # booleans with gaps
         return False
-    present = column.notna().to_numpy()
+    # each distinct value looked at once (a column of 2M rows has a few hundred), then mapped
+    # back to the rows for the counts and the row a message names
+    codes, distinct = pd.factorize(column, use_na_sentinel=True)
+    if not len(distinct):  # nothing present: no numbers
+        return False
     # text that reads as a number ("12.5", " 3") is one: a CSV gives such a column as numbers
-    parsed = pd.to_numeric(column.astype("string").str.strip(), errors="coerce")
-    number = parsed.notna().to_numpy() & present
+    parsed = pd.to_numeric(pd.Series(distinct).astype("string").str.strip(), errors="coerce")
+    is_number = parsed.notna().to_numpy()
+    present = codes >= 0
+    number = present & is_number[codes]
     text = present & ~number
     if not number.any():
         return False
@@ -767,14 +778,38 @@ def _is_number_column(where, column: pd.Series, name: str) -> bool:
 
 
 def _level_text(column: pd.Series) -> pd.Series:
-    """A categorical column's values as text, the same however a file stored them: whole
-    numbers as integers (a CSV column of codes with a blank cell reads as floats: 1.0 is 1)."""
+    """A categorical column's values as text, the same however a file stored them: a number in
+    a float column as `_number_text` writes it (a CSV column of codes with a blank cell reads as
+    floats: 1.0 is 1, 1.5 stays 1.5, inf is 'inf'), anything else as pandas writes it."""
     if pd.api.types.is_float_dtype(column.dtype):
         values = column.to_numpy(dtype=np.float64, na_value=np.nan)
-        finite = values[np.isfinite(values)]
-        if len(finite) and np.all(finite == np.round(finite)) and np.all(np.abs(finite) < 2**53):
-            return column.astype("Int64").astype("string")
+        distinct, inverse = np.unique(values, return_inverse=True)  # each value spelled once
+        spelled = np.array([None if np.isnan(v) else _number_text(v) for v in distinct], object)
+        return pd.Series(spelled[inverse.reshape(-1)], index=column.index, dtype="string")
     return column.astype("string")
+
+
+def _number_text(value: float) -> str:
+    """A number as a level: a whole number as an integer ('3', not '3.0'), others as Python
+    writes them ('1.5', 'inf')."""
+    if np.isfinite(value) and value == np.round(value) and abs(value) < 2**53:
+        return str(int(value))
+    return str(float(value))
+
+
+def _as_number_levels(levels: tuple) -> tuple:
+    """A model's levels spelled as `_level_text` spells a float column's values, for reading a
+    numeric column against them (a model saved '1.0' where today's reading says '1'); as they
+    are where a level is not a number, or two would be spelled alike."""
+
+    def spelled(level: str) -> str:
+        try:
+            return _number_text(float(level))
+        except ValueError:
+            return level
+
+    respelled = tuple(spelled(level) for level in levels)
+    return respelled if len(set(respelled)) == len(respelled) else levels
 
 
 def _static(where, names, ids, values, rows, offsets) -> np.ndarray:
