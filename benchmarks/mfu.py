@@ -64,10 +64,19 @@ MATRIX_OPS = (
 # ---- counting ------------------------------------------------------------------------------------
 
 
-def linear(rows: int, inputs: int, outputs: int, input_grad: bool = True) -> tuple[int, int]:
-    """(forward, backward) MACs of [rows, inputs] x [inputs, outputs]: the backward is the
-    weight's gradient, and the input's where it needs one."""
-    forward = rows * inputs * outputs
+# every product `linear` counts, as (rows, inputs, outputs, input_grad, times), while recording
+SHAPES: list | None = None
+
+
+def linear(
+    rows: int, inputs: int, outputs: int, input_grad: bool = True, times: int = 1
+) -> tuple[int, int]:
+    """(forward, backward) MACs of `times` products [rows, inputs] x [inputs, outputs] (one
+    after another, as a recurrence's steps): the backward is the weight's gradient, and the
+    input's where it needs one."""
+    if SHAPES is not None:
+        SHAPES.append((rows, inputs, outputs, input_grad, times))
+    forward = times * rows * inputs * outputs
     return forward, forward * (2 if input_grad else 1)
 
 
@@ -110,7 +119,7 @@ def recurrence(units: int, steps: int, inputs: int, hidden: int, proj: int, gate
     out = proj or hidden
     projection = linear(units * steps, inputs, gates * hidden)  # all steps at once
     first = linear(units, out, gates * hidden, input_grad=False)  # the zero state's step
-    rest = linear(units * (steps - 1), out, gates * hidden)
+    rest = linear(units, out, gates * hidden, times=steps - 1)  # one step after another
     counts = [projection, first, rest]
     if proj:  # LSTMP: h = W_hr (o * tanh(c))
         counts.append(linear(units * steps, hidden, proj))
@@ -142,7 +151,44 @@ def decoder_step(net, units: int, hidden: int, proj: int, gates: int) -> tuple[i
     return add(*layers)
 
 
+def shapes_of(net, batch: int) -> list[tuple]:
+    """The products `count_step` counts, with their shapes."""
+    global SHAPES
+    SHAPES = []
+    try:
+        count_step(net, batch)
+        return SHAPES
+    finally:
+        SHAPES = None
+
+
 # ---- measuring -----------------------------------------------------------------------------------
+
+
+def gemm_floor(shapes: list[tuple], dtype: torch.dtype, repeats: int) -> float:
+    """Seconds the counted products take alone, each at its own shape (the best of `repeats`
+    of each): forward and the input's gradient once per step, the weight's gradient in one
+    product over all steps (as oneDNN's and cuDNN's layers do). What a step would take if all
+    else were free: the most MFU these shapes allow on this machine."""
+
+    def best(a: torch.Tensor, b: torch.Tensor) -> float:
+        torch.matmul(a, b)  # warm-up
+        fastest = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            torch.matmul(a, b)
+            fastest = min(fastest, time.perf_counter() - start)
+        return fastest
+
+    total = 0.0
+    for rows, inputs, outputs, input_grad, times in shapes:
+        x, w = torch.randn(rows, inputs).to(dtype), torch.randn(inputs, outputs).to(dtype)
+        grad = torch.randn(rows, outputs).to(dtype)
+        per_step = best(x, w) + (best(grad, w.T) if input_grad else 0.0)
+        all_x = torch.randn(inputs, rows * times).to(dtype)
+        all_grad = torch.randn(rows * times, outputs).to(dtype)
+        total += times * per_step + best(all_x, all_grad)
+    return total
 
 
 def matmul_peak(dtype: torch.dtype, repeats: int, longest: float = 0.2) -> tuple[float, int]:
@@ -222,7 +268,8 @@ def measure_model_step(backbone: str, precision: str, warmup: int, steps: int) -
     torch.use_deterministic_algorithms(True)  # trainer.deterministic=true, as train.py
     with no_nan_fill():
         seconds = time_steps(model, optimiser, batches, precision, warmup, steps)
-    return {"counts": counts, "batch": batch_size, "step_s": seconds}
+    floor = gemm_floor(shapes_of(model.net, batch_size), PEAK_DTYPES[precision], max(3, warmup))
+    return {"counts": counts, "batch": batch_size, "step_s": seconds, "gemm_floor_s": floor}
 
 
 def measure_train_step(backbone: str, precision: str, batches: int, out: str) -> dict:
@@ -374,9 +421,10 @@ def report(peaks: dict, rows: list[dict], profile: dict | None) -> None:
         )
     print(
         "| backbone | precision | G multiply-adds per step | model step ms | G multiply-adds/s "
-        "| MFU, model step | train.py step ms | MFU, train.py step |"
+        "| MFU, model step | train.py step ms | MFU, train.py step | products alone ms "
+        "| MFU ceiling of these shapes |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         macs = sum(f + b for f, b in r["counts"].values())
         peak = peaks[r["precision"]]["macs_per_s"]
@@ -390,6 +438,8 @@ def report(peaks: dict, rows: list[dict], profile: dict | None) -> None:
             "-" if r["precision"] in emulated else f"{rate / peak:.0%}",
             f"{r['train_step_s'] * 1e3:.1f}",
             "-" if r["precision"] in emulated else f"{macs / r['train_step_s'] / peak:.0%}",
+            f"{r['gemm_floor_s'] * 1e3:.1f}",
+            "-" if r["precision"] in emulated else f"{macs / r['gemm_floor_s'] / peak:.0%}",
         ]
         print("| " + " | ".join(cells) + " |")
     print("\nMultiply-adds per step by layer (M; forward / backward)")

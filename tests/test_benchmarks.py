@@ -116,6 +116,8 @@ def test_mfu_reports_the_counted_step_against_the_measured_peak():
     (row,) = table(out, "backbone")
     assert row[:3] == ["lstm", "32-true", "3.19"]  # G multiply-adds of the default step
     assert 0 < number(row[5]) and 0 < number(row[7])  # MFU of the model's and train.py's step
+    # the counted products alone, at their shapes: faster than the step, a higher MFU
+    assert 0 < number(row[8]) < number(row[3]) and number(row[9]) > number(row[5])
     parts = {row[0]: number(row[1]) for row in table(out, "part")}
     assert parts["matrix products [a]"] > 0 and parts["every other operator"] > 0
 

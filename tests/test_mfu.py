@@ -15,7 +15,7 @@ from forecast.models.network import ForecastNet
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from mfu import count_step, emulated_precisions  # noqa: E402
+from mfu import count_step, emulated_precisions, gemm_floor, shapes_of  # noqa: E402
 
 BATCH = 16
 
@@ -81,3 +81,22 @@ def test_a_precision_slower_than_float32_is_emulated_and_gets_no_mfu():
     assert (
         emulated_precisions({"bf16-mixed": {"macs_per_s": 0.5e9}}) == set()
     )  # nothing to judge by
+
+
+@pytest.mark.parametrize(
+    "options",
+    [dict(cell="lstm"), dict(cell="lstmp", hidden_size=256, proj_size=128), dict(cell="gru")],
+    ids=str,
+)
+def test_the_shapes_timed_alone_are_the_products_counted(options):
+    """The ceiling's products (`shapes_of`) are the counted ones, shape by shape: their
+    multiply-adds add up to the count, the backward's as well."""
+    net = ForecastNet(7, 96, 96, impl="torch", **options)
+    shapes = shapes_of(net, BATCH)
+    forward = sum(t * r * i * o for r, i, o, _, t in shapes)
+    backward = sum(t * r * i * o * (2 if g else 1) for r, i, o, g, t in shapes)
+    counts = count_step(net, BATCH).values()
+    assert (forward, backward) == (sum(f for f, _ in counts), sum(b for _, b in counts))
+    # the recurrence's steps are products one after another, not one product of all rows
+    assert any(t == net.n_in_segments - 1 for *_, t in shapes)
+    assert gemm_floor(shapes[:2], torch.float32, repeats=1) > 0
