@@ -121,8 +121,8 @@ def recurrence(units: int, steps: int, inputs: int, hidden: int, proj: int, gate
     first = linear(units, out, gates * hidden, input_grad=False)  # the zero state's step
     rest = linear(units, out, gates * hidden, times=steps - 1)  # one step after another
     counts = [projection, first, rest]
-    if proj:  # LSTMP: h = W_hr (o * tanh(c))
-        counts.append(linear(units * steps, hidden, proj))
+    if proj:  # LSTMP: h = W_hr (o * tanh(c)), fed back: one step after another
+        counts.append(linear(units, hidden, proj, times=steps))
     return add(*counts)
 
 

@@ -142,7 +142,8 @@ def imported_class(target):
     import sys
 
     module, _, name = str(target).rpartition(".")
-    return getattr(sys.modules.get(module), name, None)
+    # the module's own names only: getattr would run a module __getattr__ (some import on demand)
+    return vars(sys.modules[module]).get(name) if module in sys.modules else None
 
 
 def register_configs() -> None:

@@ -392,17 +392,24 @@ def saved_training_factory(node: DictConfig, key: str):
     target = plain.get("_target_") if isinstance(plain, dict) else None
     kwargs = {k: v for k, v in plain.items() if not str(k).startswith("_")} if target else {}
     found = None
-    if isinstance(target, str) and target.startswith("torch.optim."):
-        found = torch.optim  # looked up among torch.optim's attributes: nothing is imported
-        for part in target.split(".")[2:]:
-            found = getattr(found, part, None)
+    module, _, name = str(target).rpartition(".")
+    if module in ("torch.optim", "torch.optim.lr_scheduler"):
+        # the module's own names only (not an attribute path, which reaches any module torch
+        # imports); nothing is imported
+        found = vars(torch.optim if module == "torch.optim" else torch.optim.lr_scheduler).get(name)
     problem = None
-    if not (isinstance(found, type) and issubclass(found, bases)):
+    if not (
+        isinstance(found, type)
+        and issubclass(found, bases)
+        and found.__module__.startswith("torch.optim.")
+    ):
         problem = f"names {target!r}, not one of torch.optim's {key} classes"
     elif set(plain) - set(kwargs) - {"_target_", "_partial_"}:
         problem = f"has {sorted(set(plain) - set(kwargs) - {'_target_', '_partial_'})}"
-    elif not all(_plain_value(v) for v in kwargs.values()):
+    elif not all(isinstance(k, str) and _plain_value(v) for k, v in kwargs.items()):
         problem = "has values other than numbers, text and lists of them (or an interpolation)"
+    elif not _binds(found, key, kwargs):
+        problem = f"gives {sorted(kwargs)}, which {found.__name__} does not take"
     if problem is None:
         return functools.partial(found, **kwargs)
     warnings.warn(
@@ -413,6 +420,18 @@ def saved_training_factory(node: DictConfig, key: str):
         stacklevel=4,
     )
     return None
+
+
+def _binds(cls, key: str, kwargs: dict) -> bool:
+    """Whether `cls` takes `kwargs` beside what configure_optimizers passes it."""
+    import inspect
+
+    given = {"params": []} if key == "optimizer" else {"optimizer": None}
+    try:
+        inspect.signature(cls).bind(**given, **kwargs)
+    except TypeError:
+        return False
+    return True
 
 
 def _plain_value(value) -> bool:

@@ -158,9 +158,13 @@ def test_lightnings_load_from_checkpoint_rebuilds_the_model_as_weights_only(trai
     assert not marker.exists()
     # plain data naming a function for Lightning to build the model with (older Lightning
     # imports and calls it)
-    for key, value in [("_instantiator", "builtins.exec"), ("_class_path", "os.system")]:
+    for where, key, value in [
+        ("hyper_parameters", "_instantiator", "builtins.exec"),
+        ("hyper_parameters", "_class_path", "os.system"),
+        ("hparams", "_instantiator", "builtins.exec"),  # an older key Lightning still reads
+    ]:
         named = torch.load(last, map_location="cpu", weights_only=True)
-        named["hyper_parameters"][key] = value
+        named.setdefault(where, {})[key] = value
         torch.save(named, tmp_path / "named.ckpt")
         with pytest.raises(ConfigError, match=f"names code to build its model with .*{key}"):
             Forecaster.load_from_checkpoint(tmp_path / "named.ckpt")
@@ -277,6 +281,10 @@ def test_a_run_trained_with_a_subclass_loads_as_that_class_once_imported(trained
             "interpolation",
         ),
         ("optimizer", {"_target_": "torch.optim.Adam", "_args_": ["{marker}"]}, "'_args_'"),
+        # an attribute path out of torch.optim (to all of torch, and what it imports)
+        ("optimizer", {"_target_": "torch.optim.swa_utils.torch.optim.Adam"}, "names"),
+        # an option the class does not take: warned about now, not a TypeError when training
+        ("optimizer", {"_target_": "torch.optim.Adam", "foo": 1}, "does not take"),
     ],
 )
 def test_a_run_folder_whose_config_names_other_code_runs_none_of_it(

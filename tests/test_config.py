@@ -99,6 +99,17 @@ def test_a_config_read_from_a_run_folder_imports_nothing_it_names(tmp_path, monk
     cfg = OmegaConf.create({"model": {"_target_": "planted_module.Forecaster"}})
     assert "category_embedding" not in upgrade_config(cfg, imports=False).model
     assert not marker.exists() and "planted_module" not in sys.modules
+    # nor does an imported module's own __getattr__ run (some import on demand)
+    body = f"open({str(marker)!r}, 'w').close()\n    raise AttributeError(name)"
+    (tmp_path / "lazy_module.py").write_text(f"def __getattr__(name):\n    {body}\n")
+    import lazy_module  # noqa: F401
+
+    try:
+        lazy = OmegaConf.create({"model": {"_target_": "lazy_module.Forecaster"}})
+        assert "category_embedding" not in upgrade_config(lazy, imports=False).model
+        assert not marker.exists()
+    finally:
+        sys.modules.pop("lazy_module", None)
     ours = OmegaConf.create({"model": {"_target_": "forecast.models.forecaster.Forecaster"}})
     assert upgrade_config(ours, imports=False).model.category_embedding == 0
 

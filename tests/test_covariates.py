@@ -138,6 +138,11 @@ def test_integer_codes_are_numbers_unless_declared_categorical(tmp_path):
     assert (twos.covariates[:, 0] == 1).all()
     with pytest.warns(UserWarning, match="filled"):
         older = read(gappy, by_code, levels={"code": ("1.0", "2.0")})
+    # integers as they are however large (hashed ids), float32 values as their CSV says them
+    hashed = raw.assign(code=np.where(np.arange(len(raw)) % 2, 2**53 + 2, 5))
+    assert read(hashed, by_code).levels == {"code": ("5", "9007199254740994")}
+    tenths = raw.assign(code=np.where(np.arange(len(raw)) % 2, 0.1, 0.2).astype(np.float32))
+    assert read(tenths, by_code).levels == {"code": ("0.1", "0.2")}
     assert older.covariates[:, 0].tolist() == later.covariates[:, 0].tolist()
 
 

@@ -757,6 +757,9 @@ def _is_number_column(where, column: pd.Series, name: str) -> bool:
     codes, distinct = pd.factorize(column, use_na_sentinel=True)
     if not len(distinct):  # nothing present: no numbers
         return False
+    if any(isinstance(d, (bool, np.bool_)) for d in distinct):  # True == 1 would merge them
+        codes = np.where(column.notna().to_numpy(), np.arange(len(column)), -1)
+        distinct = column.to_numpy(dtype=object)
     # text that reads as a number ("12.5", " 3") is one: a CSV gives such a column as numbers
     parsed = pd.to_numeric(pd.Series(distinct).astype("string").str.strip(), errors="coerce")
     is_number = parsed.notna().to_numpy()
@@ -782,19 +785,22 @@ def _level_text(column: pd.Series) -> pd.Series:
     a float column as `_number_text` writes it (a CSV column of codes with a blank cell reads as
     floats: 1.0 is 1, 1.5 stays 1.5, inf is 'inf'), anything else as pandas writes it."""
     if pd.api.types.is_float_dtype(column.dtype):
-        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        # in the column's own precision: a float32 0.1 is '0.1', as its CSV would say
+        dtype = np.float32 if str(column.dtype).lower() == "float32" else np.float64
+        values = column.to_numpy(dtype=dtype, na_value=np.nan)
         distinct, inverse = np.unique(values, return_inverse=True)  # each value spelled once
         spelled = np.array([None if np.isnan(v) else _number_text(v) for v in distinct], object)
         return pd.Series(spelled[inverse.reshape(-1)], index=column.index, dtype="string")
     return column.astype("string")
 
 
-def _number_text(value: float) -> str:
-    """A number as a level: a whole number as an integer ('3', not '3.0'), others as Python
-    writes them ('1.5', 'inf')."""
+def _number_text(value) -> str:
+    """A number (a numpy float of its column's precision) as a level: a whole number as an
+    integer ('3', not '3.0'), others as the shortest text that reads back as that value in its
+    precision ('1.5', '0.1' for float32's 0.1, 'inf')."""
     if np.isfinite(value) and value == np.round(value) and abs(value) < 2**53:
         return str(int(value))
-    return str(float(value))
+    return str(value) if isinstance(value, np.floating) else str(float(value))
 
 
 def _as_number_levels(levels: tuple) -> tuple:
@@ -803,6 +809,10 @@ def _as_number_levels(levels: tuple) -> tuple:
     are where a level is not a number, or two would be spelled alike."""
 
     def spelled(level: str) -> str:
+        try:
+            return str(int(level))  # integers as they are, however large
+        except ValueError:
+            pass
         try:
             return _number_text(float(level))
         except ValueError:

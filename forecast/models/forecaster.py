@@ -120,14 +120,20 @@ class Forecaster(pl.LightningModule):
             )
         saved = state.get("hyper_parameters", {})
         # Lightning builds the model through these when a checkpoint names them (older versions
-        # import and call any class or function so named); ours never do
-        asked = sorted({"_instantiator", "_class_path"} & set(saved))
-        if asked:
-            raise ConfigError(
-                f"{checkpoint_path}: the checkpoint names code to build its model with "
-                f"({', '.join(f'{k}={saved[k]!r}' for k in asked)}), which a forecast checkpoint "
-                f"never does; it was altered or is not ours: load only checkpoints you trust"
-            )
+        # import and call any class or function so named), read from the hyper-parameters or
+        # the older keys it merges into them; ours never name any
+        from pytorch_lightning.core.saving import CHECKPOINT_PAST_HPARAMS_KEYS
+
+        for key in ("hyper_parameters", *CHECKPOINT_PAST_HPARAMS_KEYS):
+            given = state.get(key)
+            asked = sorted({"_instantiator", "_class_path"} & set(given or ()))
+            if asked:
+                raise ConfigError(
+                    f"{checkpoint_path}: the checkpoint names code to build its model with "
+                    f"({', '.join(f'{key}.{k}={given[k]!r}' for k in asked)}), which a "
+                    f"forecast checkpoint never does; it was altered or is not ours: load only "
+                    f"checkpoints you trust"
+                )
         added = {k: v for k, v in upgrade_model_options(saved).items() if k not in saved}
         kwargs = {"spec": state["data_spec"], **added, **kwargs, "weights_only": True}
         return super().load_from_checkpoint(checkpoint_path, map_location, **kwargs)
