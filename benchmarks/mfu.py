@@ -268,7 +268,7 @@ def measure_model_step(backbone: str, precision: str, warmup: int, steps: int) -
     torch.use_deterministic_algorithms(True)  # trainer.deterministic=true, as train.py
     with no_nan_fill():
         seconds = time_steps(model, optimiser, batches, precision, warmup, steps)
-    floor = gemm_floor(shapes_of(model.net, batch_size), PEAK_DTYPES[precision], max(3, warmup))
+    floor = gemm_floor(shapes_of(model.net, batch_size), PEAK_DTYPES[precision], 20)
     return {"counts": counts, "batch": batch_size, "step_s": seconds, "gemm_floor_s": floor}
 
 
