@@ -132,16 +132,15 @@ def test_study_in_sqlite_resumes_and_its_best_config_trains_again(tmp_path):
     best = json.loads((sweep_dir / "best.json").read_text())
     assert best["number"] == study.best_trial.number
     assert best["value"] == study.best_value
+
+    def train_from(name: str, folder: str, *overrides: str) -> dict:
+        """train.py on the sweep folder's config `name` into tmp_path / folder: its metrics."""
+        config = ["--config-dir", str(sweep_dir), "--config-name", name]
+        run_script("train.py", *config, *overrides, f"hydra.run.dir={tmp_path / folder}")
+        return json.loads((tmp_path / folder / "metrics.json").read_text())
+
     # best.yaml is a config train.py accepts, and it gives the best trial's result again
-    run_script(
-        "train.py",
-        "--config-dir",
-        str(sweep_dir),
-        "--config-name",
-        "best",
-        f"hydra.run.dir={tmp_path / 'again'}",
-    )
-    again = json.loads((tmp_path / "again" / "metrics.json").read_text())
+    again = train_from("best", "again")
     assert again["val_mse"] == study.best_value
     # a best.yaml of an older sweep, without the options added since, trains as it did then
     older = OmegaConf.load(sweep_dir / "best.yaml")
@@ -150,27 +149,12 @@ def test_study_in_sqlite_resumes_and_its_best_config_trains_again(tmp_path):
     for key in ADDED_MODEL_OPTIONS:
         del older.model[key]
     OmegaConf.save(older, sweep_dir / "older.yaml")
-    run_script(
-        "train.py",
-        "--config-dir",
-        str(sweep_dir),
-        "--config-name",
-        "older",
-        f"hydra.run.dir={tmp_path / 'older'}",
-    )
+    train_from("older", "older")
     older_run = forecast.load(tmp_path / "older")
     # "as it did then": the options it lacks take the values they had before they were added
     # (no naive blend, the one-hot), not today's defaults, so it equals best.yaml with those
-    run_script(
-        "train.py",
-        "--config-dir",
-        str(sweep_dir),
-        "--config-name",
-        "best",
-        *(f"model.{key}={str(value).lower()}" for key, value in ADDED_MODEL_OPTIONS.items()),
-        f"hydra.run.dir={tmp_path / 'then'}",
-    )
-    then = json.loads((tmp_path / "then" / "metrics.json").read_text())
+    then_options = [f"model.{k}={str(v).lower()}" for k, v in ADDED_MODEL_OPTIONS.items()]
+    then = train_from("best", "then", *then_options)
     assert older_run.metrics["val_mse"] == then["val_mse"]
     assert older_run.config.model.category_embedding == 0  # the one-hot it had then
     assert sorted(p.name for p in (tmp_path / "older" / "export").glob("model.*")) == [
