@@ -171,24 +171,26 @@ def gemm_floor(shapes: list[tuple], dtype: torch.dtype, repeats: int) -> float:
     product over all steps (as oneDNN's and cuDNN's layers do). What a step would take if all
     else were free: the most MFU these shapes allow on this machine."""
 
-    def best(a: torch.Tensor, b: torch.Tensor) -> float:
-        torch.matmul(a, b)  # warm-up
-        fastest = float("inf")
-        for _ in range(repeats):
-            start = time.perf_counter()
-            torch.matmul(a, b)
-            fastest = min(fastest, time.perf_counter() - start)
-        return fastest
-
     total = 0.0
     for rows, inputs, outputs, input_grad, times in shapes:
         x, w = torch.randn(rows, inputs).to(dtype), torch.randn(inputs, outputs).to(dtype)
         grad = torch.randn(rows, outputs).to(dtype)
-        per_step = best(x, w) + (best(grad, w.T) if input_grad else 0.0)
+        per_step = fastest(x, w, repeats) + (fastest(grad, w.T, repeats) if input_grad else 0.0)
         all_x = torch.randn(inputs, rows * times).to(dtype)
         all_grad = torch.randn(rows * times, outputs).to(dtype)
-        total += times * per_step + best(all_x, all_grad)
+        total += times * per_step + fastest(all_x, all_grad, repeats)
     return total
+
+
+def fastest(a: torch.Tensor, b: torch.Tensor, repeats: int) -> float:
+    """Seconds of the fastest of `repeats` products `a @ b`, after one to warm up."""
+    torch.matmul(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def matmul_peak(dtype: torch.dtype, repeats: int, longest: float = 0.2) -> tuple[float, int]:
@@ -202,12 +204,7 @@ def matmul_peak(dtype: torch.dtype, repeats: int, longest: float = 0.2) -> tuple
         if time.perf_counter() - start >= longest or n >= 4096:
             break
         n *= 2
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.matmul(a, b)
-        best = min(best, time.perf_counter() - start)
-    return n**3 / best, n
+    return n**3 / fastest(a, b, repeats), n
 
 
 def compose(backbone: str, overrides: list[str]):

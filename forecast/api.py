@@ -212,7 +212,7 @@ class Run:
         the run's config only the optimizer and schedule, when they are torch's own classes
         (nothing a run folder names is called). Needs Lightning (forecasting from the export
         does not)."""
-        from forecast.config import imported_class
+        from forecast.config import forecaster_class
         from forecast.models import Forecaster
         from forecast.pipeline import saved_training_factories
 
@@ -225,14 +225,12 @@ class Run:
         if checkpoint not in names:
             raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
         path = inside(self.path, names[checkpoint] or names["last"])
+        saved = self.config.model  # config.yaml read once
         # the run's own subclass of the Forecaster when the user has imported it (none is
         # imported for a run folder), else the Forecaster: its weights and options are the same
-        found = imported_class(self.config.model.get("_target_"))
-        cls = found if isinstance(found, type) and issubclass(found, Forecaster) else Forecaster
+        cls = forecaster_class(saved.get("_target_"), imports=False) or Forecaster
         model = cls.load_from_checkpoint(path, map_location="cpu")
-        model.optimizer_factory, model.scheduler_factory = saved_training_factories(
-            self.config.model
-        )
+        model.optimizer_factory, model.scheduler_factory = saved_training_factories(saved)
         blend = self.meta.get("naive_blend")  # chosen after the checkpoints were written
         if blend:
             model.net.set_naive_blend(blend["weight"], blend["lag"])

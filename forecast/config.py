@@ -114,7 +114,7 @@ def upgrade_config(cfg: DictConfig, imports: bool = True) -> DictConfig:
         if (
             model is not None
             and "net" not in model
-            and builds_forecaster(model.get("_target_"), imports)
+            and forecaster_class(model.get("_target_"), imports) is not None
         ):
             for key, value in ADDED_MODEL_OPTIONS.items():
                 if key not in model:
@@ -122,18 +122,19 @@ def upgrade_config(cfg: DictConfig, imports: bool = True) -> DictConfig:
     return cfg
 
 
-def builds_forecaster(target, imports: bool = True) -> bool:
-    """Whether a config's `_target_` names our Forecaster or a subclass of it (with `imports`
-    false, one of a module already imported: nothing is imported for it)."""
+def forecaster_class(target, imports: bool = True):
+    """The class a config's `_target_` names when it is our Forecaster or a subclass of it, else
+    None (with `imports` false, looked for among the modules already imported: nothing is
+    imported for it)."""
     from hydra.utils import get_class
 
     from forecast.models import Forecaster
 
     try:
         found = get_class(str(target)) if imports else imported_class(target)
-        return isinstance(found, type) and issubclass(found, Forecaster)
-    except Exception:  # not a class, or not importable: not ours to upgrade
-        return False
+    except Exception:  # not a class, or not importable: not ours
+        return None
+    return found if isinstance(found, type) and issubclass(found, Forecaster) else None
 
 
 def imported_class(target):

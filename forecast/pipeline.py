@@ -36,7 +36,7 @@ from pytorch_lightning.callbacks import ProgressBar
 from forecast.atomic import remove_stale_parts
 from forecast.atomic import write_text as write_atomic
 from forecast.callbacks import RNGStateCheckpoint
-from forecast.config import register_configs, upgrade_config
+from forecast.config import imported_class, register_configs, upgrade_config
 from forecast.data.spec import DataSpec
 from forecast.errors import ConfigError
 from forecast.export import export_bundle
@@ -391,12 +391,12 @@ def saved_training_factory(node: DictConfig, key: str):
     plain = OmegaConf.to_container(sub, resolve=False) if isinstance(sub, DictConfig) else sub
     target = plain.get("_target_") if isinstance(plain, dict) else None
     kwargs = {k: v for k, v in plain.items() if not str(k).startswith("_")} if target else {}
-    found = None
-    module, _, name = str(target).rpartition(".")
-    if module in ("torch.optim", "torch.optim.lr_scheduler"):
-        # the module's own names only (not an attribute path, which reaches any module torch
-        # imports); nothing is imported
-        found = vars(torch.optim if module == "torch.optim" else torch.optim.lr_scheduler).get(name)
+    # the names torch.optim's two modules define themselves (not an attribute path, which
+    # reaches any module torch imports); nothing is imported
+    module = str(target).rpartition(".")[0]
+    found = (
+        imported_class(target) if module in ("torch.optim", "torch.optim.lr_scheduler") else None
+    )
     problem = None
     if not (
         isinstance(found, type)

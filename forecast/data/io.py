@@ -800,7 +800,7 @@ def _number_text(value) -> str:
     precision ('1.5', '0.1' for float32's 0.1, 'inf')."""
     if np.isfinite(value) and value == np.round(value) and abs(value) < 2**53:
         return str(int(value))
-    return str(value) if isinstance(value, np.floating) else str(float(value))
+    return str(value)
 
 
 def _as_number_levels(levels: tuple) -> tuple:
