@@ -37,7 +37,15 @@ PAPERS_BATCH = 256
 
 
 def run(
-    model: str, horizon: int, seed: int, out: Path, extra: list[str], keep: bool, reuse: bool
+    model: str,
+    horizon: int,
+    seed: int,
+    out: Path,
+    extra: list[str],
+    *,
+    keep: bool = False,
+    reuse: bool = False,
+    papers_batch: int = PAPERS_BATCH,
 ) -> dict:
     """One train.py run (or, with `reuse`, the finished one already in its folder), scored on
     all test windows and on the papers' ones; with `keep`, its forecasts kept for --combine."""
@@ -57,7 +65,7 @@ def run(
             sys.exit(f"{' '.join(cmd)} failed:\n{result.stderr[-3000:]}")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     scored = test_forecasts(run_dir)
-    all_mse, metrics["papers_mse"] = scores(*scored)
+    all_mse, metrics["papers_mse"] = scores(*scored, papers_batch)
     if abs(all_mse - metrics["test_mse"]) > 1e-4 * metrics["test_mse"]:
         sys.exit(
             f"{run_dir}: test MSE over all windows {all_mse} != the run's {metrics['test_mse']}"
@@ -99,7 +107,7 @@ def scores(forecasts, actuals, rows, batch: int = PAPERS_BATCH) -> tuple[float, 
     return float(errors.mean()), (float(errors[scored].mean()) if scored.any() else None)
 
 
-def combined_row(model: str, horizon: int, runs: list[dict]) -> str:
+def combined_row(model: str, horizon: int, runs: list[dict], papers_batch: int) -> str:
     """The table's row for the median of the runs' forecasts (forecast.models.ensemble's
     combine, as train.py's ensemble exports it): one model, so no spread or skill."""
     import torch
@@ -108,7 +116,7 @@ def combined_row(model: str, horizon: int, runs: list[dict]) -> str:
 
     forecasts = combine(torch.stack([r["forecasts"][0] for r in runs]), "median")
     actuals, rows = runs[0]["forecasts"][1:]
-    mse, papers = scores(forecasts, actuals, rows)
+    mse, papers = scores(forecasts, actuals, rows, papers_batch)
     mae = float((forecasts.double() - actuals.double()).abs().mean())
     papers_cell = "-" if papers is None else f"{papers:.4f}"
     return (
@@ -164,6 +172,12 @@ def main() -> None:
         action="store_true",
         help="runs already finished in --out (their metrics.json) are scored, not trained again",
     )
+    parser.add_argument(
+        "--papers-batch",
+        type=int,
+        default=PAPERS_BATCH,
+        help="the published figure's test batch size (SegRNN: 256 at look-back 96, 64 at 720)",
+    )
     parser.add_argument("overrides", nargs="*", help="train.py overrides for every run")
     args = parser.parse_args()
     extra = list(args.overrides)
@@ -185,7 +199,7 @@ def main() -> None:
     )
     print(
         "| model | horizon | test MSE (mean ± sd) | test MAE | target | DLinear | SegRNN "
-        f"| test MSE, papers' windows (mean ± sd; drop_last, batch {PAPERS_BATCH}) "
+        f"| test MSE, papers' windows (mean ± sd; drop_last, batch {args.papers_batch}) "
         "| val skill | test skill | epochs | train s / run |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -193,7 +207,15 @@ def main() -> None:
     pool = ThreadPoolExecutor(max_workers=args.jobs)
     pending = {
         (horizon, model, seed): pool.submit(
-            run, model, horizon, seed, out, extra, args.combine, args.reuse
+            run,
+            model,
+            horizon,
+            seed,
+            out,
+            extra,
+            keep=args.combine,
+            reuse=args.reuse,
+            papers_batch=args.papers_batch,
         )
         for horizon in args.horizons
         for model in args.models
@@ -216,7 +238,7 @@ def main() -> None:
                 flush=True,
             )
             if args.combine and len(runs) > 1:
-                print(combined_row(model, horizon, runs), flush=True)
+                print(combined_row(model, horizon, runs, args.papers_batch), flush=True)
     pool.shutdown()
     print(f"\nrun directories: {out}")
 
