@@ -64,7 +64,7 @@ def run(
         if result.returncode != 0:
             sys.exit(f"{' '.join(cmd)} failed:\n{result.stderr[-3000:]}")
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    scored = test_forecasts(run_dir)
+    scored = forecasts_on_test(run_dir)
     all_mse, metrics["papers_mse"] = scores(*scored, papers_batch)
     if abs(all_mse - metrics["test_mse"]) > 1e-4 * metrics["test_mse"]:
         sys.exit(
@@ -75,10 +75,11 @@ def run(
     return metrics
 
 
-def test_forecasts(run_dir: Path):
+def forecasts_on_test(run_dir: Path):
     """The run's point forecasts of its test windows (its best weights with the blend it chose),
     on the scaled values: forecasts [W, H, C'], actuals [W, H, C'] and each window's first row
     [W], in the dataset's order."""
+    import numpy as np
     import torch
 
     import forecast
@@ -94,7 +95,7 @@ def test_forecasts(run_dir: Path):
         for windows in data.test_dataloader():
             forecasts.append(model.forecast(windows).float()[..., model.median])
             actuals.append(windows["y"].float())
-    rows = dataset._locate(torch.arange(len(dataset)).numpy())[2]
+    rows = dataset._locate(np.arange(len(dataset)))[2]  # as forecast.plots does
     return torch.cat(forecasts), torch.cat(actuals), rows
 
 
