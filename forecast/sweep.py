@@ -147,7 +147,7 @@ class Objective:
             params = self.sample(trial)
             if self.storage is not None:
                 self.storage.record_heartbeat(trial_id(self.storage, trial.study, trial.number))
-            trial.set_user_attr("worker", WORKER)
+            trial.set_user_attr("worker", worker_name())
             overrides = merge_overrides(
                 self.base_overrides, [override(k, v) for k, v in params.items()]
             )
@@ -274,8 +274,10 @@ def run_study(
     return study
 
 
-# who runs this process's trials, as recorded in the `worker` user attribute
-WORKER = f"{socket.gethostname()}:{os.getpid()}"
+def worker_name() -> str:
+    """Who runs this process's trials, as recorded in the `worker` user attribute: the machine
+    and this process (asked each time: a process forked after the import is another worker)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def trial_id(storage: optuna.storages.RDBStorage, study: optuna.Study, number: int) -> int:

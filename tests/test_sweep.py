@@ -384,3 +384,21 @@ def test_a_worker_that_loses_the_race_to_create_the_tables_opens_them(tmp_path, 
     monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
     storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}")
     assert isinstance(storage, real) and len(calls) == 2
+
+
+def test_a_process_forked_after_the_import_is_a_worker_of_its_own():
+    """The `worker` a trial records names the process running it, also one forked from a
+    process that had imported forecast.sweep (a fork-based pool, tests' entry server)."""
+    from forecast.sweep import worker_name
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its name, then out without pytest's teardown
+        os.write(write, worker_name().encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as child:
+        name = child.read()
+    os.waitpid(pid, 0)
+    assert name == f"{socket.gethostname()}:{pid}"
+    assert worker_name() == f"{socket.gethostname()}:{os.getpid()}" != name
