@@ -1,9 +1,14 @@
+import atexit
 import gzip
 import json
 import os
+import queue
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -62,8 +67,121 @@ def etth1_csv(tmp_path_factory) -> Path:
     return path
 
 
-def run_script(*args: str, keep_data_dir: bool = False, timeout: float = 600):
-    """Run one of the entry scripts (train.py, predict.py, sweep.py) from the project root.
+# for runs whose ONNX file no test reads (forecast.fit's Run and ExportedModel's default engine
+# forecast through model.pt2): torch's ONNX exporter takes 5-7 s of a small run, most of it.
+# tests/test_export.py, test_covariates.py's export test, test_train_e2e.py's each-model test and
+# test_faults.py (the default command) export ONNX as a default run does
+PT2_ONLY = "export_formats=[pt2]"
+ENTRY_SCRIPTS = ("train.py", "predict.py", "sweep.py")
+
+
+class EntryServer:
+    """tests/entry_server.py, started once per test process: runs entry-script command lines
+    in children forked from an interpreter that has imported them (see there)."""
+
+    def __init__(self):
+        self.log = tempfile.TemporaryFile("w+")  # the server's own stderr, shown if it dies
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.entry_server"],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+        )
+        self.replies: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self.lock = threading.Lock()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.replies.put(line)
+        self.replies.put(None)  # the server ended
+
+    def ask(self, request: dict, timeout: float | None = 120) -> dict:
+        """Send `request`, return the answer (queue.Empty after `timeout` seconds)."""
+        with self.lock:
+            self.process.stdin.write(json.dumps(request) + "\n")
+            self.process.stdin.flush()
+            line = self.replies.get(timeout=timeout)
+        if line is None:
+            self.log.seek(0)
+            raise RuntimeError(f"tests/entry_server.py ended: {self.log.read()[-3000:]}")
+        return json.loads(line)
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
+        self.log.close()
+
+
+class EntryProcess:
+    """A command line the entry server runs: like a `subprocess.Popen` of it with its output
+    captured (`poll`, `wait`, and `kill` of it or of its session)."""
+
+    def __init__(self, server: EntryServer, args, cwd, env: dict, new_session: bool):
+        self.server, self.args, self.new_session = server, args, new_session
+        start = {"args": [str(a) for a in args], "cwd": str(cwd), "env": env}
+        self.pid = server.ask({"start": {**start, "new_session": new_session}})["pid"]
+        self.result: subprocess.CompletedProcess | None = None
+
+    def poll(self) -> int | None:
+        if self.result is None and self.server.ask({"poll": self.pid})["ended"]:
+            self.wait()
+        return None if self.result is None else self.result.returncode
+
+    def kill(self) -> None:
+        """SIGKILL to the process, or to its whole session's group where it has one."""
+        if self.result is None:
+            (os.killpg if self.new_session else os.kill)(self.pid, signal.SIGKILL)
+
+    def wait(self, timeout: float | None = None) -> subprocess.CompletedProcess:
+        """Its end; after `timeout` seconds it is killed and TimeoutExpired raised."""
+        if self.result is None:
+            try:
+                ended = self.server.ask({"wait": self.pid}, timeout=timeout)
+            except queue.Empty:
+                self.kill()
+                self.server.replies.get(timeout=60)  # the answer to the wait, now it ended
+                raise subprocess.TimeoutExpired(self.args, timeout) from None
+            self.result = subprocess.CompletedProcess(
+                self.args, ended["status"], ended["stdout"], ended["stderr"]
+            )
+        return self.result
+
+
+_entry_server: EntryServer | None = None
+
+
+def start_entry(
+    *args: str, cwd: Path = ROOT, env: dict | None = None, new_session: bool = False
+) -> EntryProcess:
+    """Start the command line `python args...` (args[0]: train.py, predict.py or sweep.py, or
+    their console scripts) in a child of this test process's entry server
+    (tests/entry_server.py): the process the command would run, but for the interpreter's
+    start, which it skips. `env`: the child's whole environment (by default this one's)."""
+    global _entry_server
+    if _entry_server is None or _entry_server.process.poll() is not None:
+        _entry_server = EntryServer()
+        atexit.register(_entry_server.close)
+    env = dict(os.environ) if env is None else env
+    return EntryProcess(_entry_server, args, cwd, env, new_session)
+
+
+def run_entry(
+    *args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """`start_entry` to its end: what `subprocess.run(..., capture_output=True, text=True)`
+    gives. The timeout is a safety net: the command is killed after it."""
+    return start_entry(*args, cwd=cwd, env=env).wait(timeout)
+
+
+def run_script(
+    *args: str, keep_data_dir: bool = False, timeout: float = 600, fresh: bool = False
+) -> subprocess.CompletedProcess:
+    """Run a script of the checkout from the project root: one of the entry scripts (train.py,
+    predict.py, sweep.py) by the entry server (`run_entry`), unless `fresh`; any other, or
+    with `fresh`, in a new interpreter.
 
     Without `keep_data_dir`, FORECAST_DATA_DIR is dropped so the run uses the shipped ETTh1.
     Fails the test, showing the end of stderr, when the script fails.
@@ -71,16 +189,20 @@ def run_script(*args: str, keep_data_dir: bool = False, timeout: float = 600):
     env = dict(os.environ)
     if not keep_data_dir:
         env.pop("FORECAST_DATA_DIR", None)
-    result = subprocess.run(
-        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
-    )
+    if fresh or Path(args[0]).name not in ENTRY_SCRIPTS:
+        command = [sys.executable, *args]
+        result = subprocess.run(
+            command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        )
+    else:
+        result = run_entry(*args, env=env, timeout=timeout)
     assert result.returncode == 0, result.stderr[-4000:]
     return result
 
 
-def run_train(run_dir: Path, *overrides: str) -> dict:
-    """train.py into `run_dir`; returns its metrics.json."""
-    run_script("train.py", f"hydra.run.dir={run_dir}", *overrides)
+def run_train(run_dir: Path, *overrides: str, fresh: bool = False) -> dict:
+    """train.py into `run_dir` (`run_script`); returns its metrics.json."""
+    run_script("train.py", f"hydra.run.dir={run_dir}", *overrides, fresh=fresh)
     return json.loads((run_dir / "metrics.json").read_text())
 
 

@@ -17,10 +17,11 @@ import forecast
 from forecast.config import data_defaults, model_defaults
 from forecast.data import DataError
 from tests import conftest
+from tests.conftest import PT2_ONLY
 
 pytestmark = pytest.mark.slow
 
-TINY = ["trainer.limit_train_batches=4", "model.hidden_size=16", "data.batch_size=16"]
+TINY = ["trainer.limit_train_batches=4", "model.hidden_size=16", "data.batch_size=16", PT2_ONLY]
 SCORES = ("val_mse", "val_mae", "test_mse", "test_mae", "test_mase_original", "test_windows")
 
 

@@ -1,7 +1,6 @@
 """A user's configuration mistakes: one line on stderr naming the key and the fix, exit status 2,
 no traceback; and each entry point's --help."""
 
-import json
 import os
 import subprocess
 import sys
@@ -10,7 +9,7 @@ import typing
 import pytest
 
 from forecast.cli import ConfigError, describe_type, matches, not_set
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_entry
 
 
 def refused(*args: str) -> str:
@@ -87,19 +86,15 @@ MISTAKES = [
 @pytest.fixture(scope="module")
 def mistakes_refused(tmp_path_factory) -> list[dict]:
     """Every command line of MISTAKES, run as the user would run it, each in its own process
-    (forked from one that imported the entry points once: tests/entry_children.py)."""
+    (forked from one that imported the entry points once: conftest.run_entry)."""
     runs = tmp_path_factory.mktemp("mistakes")
-    cases = [[*args, f"hydra.run.dir={runs / str(k)}"] for k, (args, _) in enumerate(MISTAKES)]
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.entry_children"],
-        cwd=ROOT,
-        input=json.dumps(cases),
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout)
+    results = []
+    for k, (args, _) in enumerate(MISTAKES):
+        result = run_entry(*args, f"hydra.run.dir={runs / str(k)}")
+        results.append(
+            {"status": result.returncode, "stdout": result.stdout, "stderr": result.stderr}
+        )
+    return results
 
 
 @pytest.mark.slow
@@ -120,7 +115,8 @@ def test_a_config_mistake_is_one_line_with_exit_status_2(mistakes_refused, k, ar
 
 @pytest.mark.slow
 def test_a_mistake_is_refused_alike_by_a_new_interpreter(mistakes_refused, tmp_path):
-    # the forked children above skip the interpreter's start and the allocator's restart
+    # the entry server's children above skip the interpreter's start and the allocator's
+    # restart
     k = next(k for k, (args, _) in enumerate(MISTAKES) if "model.hiden_size=64" in args)
     line = refused(*MISTAKES[k][0], f"hydra.run.dir={tmp_path}")
     assert line == mistakes_refused[k]["stderr"].strip()
@@ -128,22 +124,18 @@ def test_a_mistake_is_refused_alike_by_a_new_interpreter(mistakes_refused, tmp_p
 
 @pytest.mark.slow
 def test_hydra_full_error_shows_the_traceback(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "train.py", "data.lookback=abc", f"hydra.run.dir={tmp_path}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    result = run_entry(
+        "train.py",
+        "data.lookback=abc",
+        f"hydra.run.dir={tmp_path}",
         env={**os.environ, "HYDRA_FULL_ERROR": "1"},
-        timeout=600,
     )
     assert result.returncode == 1
     assert "Traceback" in result.stderr and "ConfigError" in result.stderr
 
 
 def help_of(script: str) -> str:
-    result = subprocess.run(
-        [sys.executable, script, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
+    result = run_entry(script, "--help")
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 

@@ -3,8 +3,6 @@ checkout's shells are one app, their configs ship inside the package, `--config-
 user's own, and what they print names the command the way the user called it."""
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import yaml
 from forecast.commands import command, prog
 from forecast.config import CONF_DIR
 from forecast.summary import run_summary, study_message
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_entry
 
 
 def test_commands_are_named_as_the_user_called_them(monkeypatch):
@@ -65,13 +63,7 @@ def test_the_end_of_a_run_names_the_predict_command_and_only_what_it_wrote(tmp_p
 
 def shown_config(*args: str, cwd) -> dict:
     """The job config train.py composes for `args` (`--cfg job`: composed, nothing run)."""
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *args, "--cfg", "job"],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_entry(ROOT / "train.py", *args, "--cfg", "job", cwd=cwd)
     assert result.returncode == 0, result.stderr[-3000:]
     return yaml.safe_load(result.stdout)
 
@@ -89,29 +81,14 @@ def test_config_dir_adds_a_users_own_configs_from_any_folder(tmp_path):
     cfg = shown_config("--config-dir", str(tmp_path / "my_conf"), "model=small", cwd=elsewhere)
     assert cfg["model"]["hidden_size"] == 12
     assert cfg["model"]["cell"] == shown_config(cwd=elsewhere)["model"]["cell"] == "lstm"
-    refused = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), "model=small", "--cfg", "job"],
-        cwd=elsewhere,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    refused = run_entry(ROOT / "train.py", "model=small", "--cfg", "job", cwd=elsewhere)
     assert refused.returncode == 2
     assert "model has no option 'small'" in refused.stderr  # only with --config-dir
 
 
 @pytest.mark.slow
 def test_help_names_the_console_script_when_called_as_one(tmp_path):
-    code = "import sys; sys.argv[0] = 'forecast-train'\nfrom forecast.commands import train"
-    code += "\ntrain.entry()"
-    result = subprocess.run(
-        [sys.executable, "-c", code, "--help"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "FORECAST_KEEP_MALLOC": "1"},
-    )
+    result = run_entry("forecast-train", "--help", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith("forecast-train: train a recurrent forecaster")
     assert "Usage: forecast-train [group=option ...]" in result.stdout

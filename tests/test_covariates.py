@@ -2,8 +2,6 @@
 with, on data whose target depends on them in ways its own history cannot tell."""
 
 import dataclasses
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -17,7 +15,7 @@ from forecast.data.spec import DataSpec
 from forecast.export import ExportedModel, export_bundle
 from forecast.models import Forecaster, ForecastNet, ScaledForecastNet
 from forecast.models.covariates import CovariateEncoder
-from tests.conftest import ROOT
+from tests.conftest import PT2_ONLY, run_entry
 
 LONG = ReadOptions(layout="long", future_covariates=("promo",), static_covariates=("kind",))
 
@@ -539,7 +537,7 @@ def test_the_export_takes_covariates_as_named_inputs_and_equals_the_model(
 # ---- learning from them ------------------------------------------------------------------
 
 SMALL = dict(lookback=48, horizon=24, max_epochs=12, progress=False)
-FIT = ["model.segment_len=12", "model.hidden_size=32", "model.naive_blend=false"]
+FIT = ["model.segment_len=12", "model.hidden_size=32", "model.naive_blend=false", PT2_ONLY]
 
 
 def signal_mse(run, history: pd.DataFrame, future: pd.DataFrame, signal: pd.Series) -> float:
@@ -696,14 +694,11 @@ def test_predict_py_reads_future_rows_like_the_api_and_names_what_is_missing(tmp
     def predict_py(output: str, *extra: str) -> list[str]:
         """predict.py over `inputs` into `output`: it fails one file (exit status 1); the
         FAILED lines of its stderr."""
-        result = subprocess.run(
-            [sys.executable, "predict.py", f"model_dir={run.path}", f"input={inputs}"]
-            + [f"output={tmp_path / output}", f"hydra.run.dir={tmp_path / 'log' / output}"]
-            + list(extra),
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=600,
+        result = run_entry(
+            "predict.py",
+            *[f"model_dir={run.path}", f"input={inputs}", f"output={tmp_path / output}"],
+            f"hydra.run.dir={tmp_path / 'log' / output}",
+            *extra,
         )
         assert result.returncode == 1, result.stderr
         return [line for line in result.stderr.splitlines() if line.startswith("FAILED")]

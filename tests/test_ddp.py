@@ -28,10 +28,6 @@ DDP = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
 METRICS = ("mse", "mae", "rmse", "smape", "mase")
 
 
-def run_train(run_dir, *overrides: str) -> dict:
-    return conftest.run_train(run_dir, *TINY, *overrides)
-
-
 def assert_same(first: dict, second: dict, splits: tuple[str, ...], rel: float) -> None:
     for split in splits:
         for name in METRICS:
@@ -44,7 +40,8 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path):
     # in one process): an even split, nothing repeated; test on all 2785 windows: one repeated
     val_256 = "data.eval_batch_size=64"
     ddp = [*TINY, *DDP, val_256, "trainer.limit_val_batches=2"]
-    result = conftest.run_script("train.py", f"hydra.run.dir={tmp_path / 'ddp'}", *ddp)
+    # a new interpreter: Lightning starts the second process by running this command again
+    result = conftest.run_script("train.py", f"hydra.run.dir={tmp_path / 'ddp'}", *ddp, fresh=True)
     summaries = [line for line in result.stdout.splitlines() if line.startswith("done: test MSE")]
     assert len(summaries) == 1, result.stdout  # one summary, from rank 0
     trained = json.loads((tmp_path / "ddp" / "metrics.json").read_text())

@@ -3,8 +3,11 @@ command again. The rerun must end, give what a run never killed gives, and leave
 
 Kill points are drawn from a seeded generator, as a time within the clean run's duration or, for
 predict, the instant the n-th output (or a temporary file) appears in the output folder; the
-machine's speed moves where a time falls, not what is asserted. Each command is killed several
-times in a row (the later kills hit a run recovering from the earlier ones), then run to its end.
+machine's speed moves where a time falls, not what is asserted. The commands run in processes
+forked from one that has imported them (conftest.start_entry), so that the kills fall in their
+work rather than in the interpreter's start, where nothing is written yet. Each command is killed
+several times in a row (the later kills hit a run recovering from the earlier ones), then run to
+its end.
 The extension cache is warm (the clean runs build it): a kill during the first-use compile is
 forecast.nn's own test.
 """
@@ -22,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_entry, start_entry
 
 pytestmark = pytest.mark.slow
 
@@ -49,10 +52,7 @@ def env() -> dict[str, str]:
 def run(*args: str) -> float:
     """Run an entry script to its end; fail the test unless it exits 0; its duration."""
     start = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, *args], cwd=ROOT, env=env(), capture_output=True, text=True,
-        timeout=TIMEOUT,
-    )  # fmt: skip
+    result = run_entry(*args, env=env(), timeout=TIMEOUT)
     assert result.returncode == 0, result.stderr[-4000:]
     return time.monotonic() - start
 
@@ -60,10 +60,7 @@ def run(*args: str) -> float:
 def killed(*args: str, after: float | None = None, when=None) -> bool:
     """Start an entry script and kill -9 its process group `after` seconds, or as soon as
     `when()` holds; True if it was killed (False: it had ended first)."""
-    process = subprocess.Popen(
-        [sys.executable, *args], cwd=ROOT, env=env(), start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    process = start_entry(*args, env=env(), new_session=True)
     deadline = time.monotonic() + (after if after is not None else TIMEOUT)
     while process.poll() is None and time.monotonic() < deadline:
         if when is not None and when():
@@ -71,8 +68,8 @@ def killed(*args: str, after: float | None = None, when=None) -> bool:
         time.sleep(0.002 if when is not None else 0.01)
     ended = process.poll() is not None
     if not ended:
-        os.killpg(process.pid, signal.SIGKILL)
-    assert process.wait(timeout=60) in (0, -signal.SIGKILL)
+        process.kill()
+    assert process.wait(timeout=60).returncode in (0, -signal.SIGKILL)
     return not ended
 
 

@@ -44,7 +44,7 @@ def test_trains_on_the_gpu_and_ships_a_cpu_model(tmp_path, model, impl, precisio
     overrides += [f"trainer.precision={precision}", *SMALL]
     if model != "lstmp":
         overrides.remove("model.proj_size=16")
-    metrics = conftest.run_train(run_dir, *overrides)
+    metrics = conftest.run_train(run_dir, *overrides, fresh=True)  # CUDA in a new interpreter
     assert metrics["test_windows"] == 2785
     assert all(math.isfinite(v) for k, v in metrics.items() if k.startswith(("val_", "test_")))
     config = (run_dir / "config.yaml").read_text()

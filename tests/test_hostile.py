@@ -6,7 +6,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import zipfile
 
 import numpy as np
@@ -21,7 +20,7 @@ from forecast import predict as P
 from forecast.config import CONF_DIR
 from forecast.data.errors import DataError
 from forecast.pipeline import train
-from tests.conftest import ROOT, train_here
+from tests.conftest import run_entry, train_here
 
 ROWS = 200  # hourly; lookback 24 + horizon 12 fit every part of a 70/10/20 split
 SMALL = ["data=csv", "data.lookback=24", "data.horizon=12"]
@@ -182,13 +181,8 @@ def test_whole_float_times_are_integer_steps_like_an_integer_column(tmp_path):
 
 
 def train_py(*overrides: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "train.py", *SMALL, *overrides],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,  # a safety net: a FIFO read would wait for ever
-    )
+    # the timeout is a safety net: a FIFO read would wait for ever
+    return run_entry("train.py", *SMALL, *overrides, timeout=timeout)
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.conftest import run_script
+from tests.conftest import PT2_ONLY, run_script
 
 pytestmark = pytest.mark.slow
 
@@ -24,6 +24,7 @@ def test_multirun_over_the_three_models_writes_one_summary_row_each(tmp_path):
         "trainer.limit_test_batches=2",
         "data.batch_size=16",
         "data.eval_batch_size=16",
+        PT2_ONLY,
     )
     with open(sweep_dir / "summary.csv") as f:
         rows = list(csv.DictReader(f))

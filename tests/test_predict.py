@@ -3,8 +3,6 @@
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -16,7 +14,7 @@ from forecast.config import CONF_DIR
 from forecast.data.errors import DataError
 from forecast.data.io import Frame
 from forecast.metrics import smape
-from tests.conftest import ROOT, train_here
+from tests.conftest import run_entry, train_here
 
 pytestmark = pytest.mark.slow
 
@@ -146,19 +144,12 @@ def test_bad_files_are_reported_and_the_others_forecast(etth1_model, etth1_csv, 
     bad.to_csv(inputs / "bad_value.csv", index=False)
     good.rename(columns={"OT": "oil"}).to_csv(inputs / "renamed.csv", index=False)
     good.iloc[:50].to_csv(inputs / "short.csv", index=False)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "predict.py",
-            f"model_dir={etth1_model}",
-            f"input={inputs}",
-            f"output={tmp_path / 'out'}",
-            f"hydra.run.dir={tmp_path / 'log'}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = run_entry(
+        "predict.py",
+        f"model_dir={etth1_model}",
+        f"input={inputs}",
+        f"output={tmp_path / 'out'}",
+        f"hydra.run.dir={tmp_path / 'log'}",
     )
     assert result.returncode == 1
     report = result.stdout + result.stderr
@@ -171,14 +162,8 @@ def test_bad_files_are_reported_and_the_others_forecast(etth1_model, etth1_csv, 
 
 
 def predict(*args, timeout=300):
-    """predict.py in a subprocess: (exit status, stdout + stderr)."""
-    result = subprocess.run(
-        [sys.executable, "predict.py", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    """predict.py in its own process (conftest.run_entry): (exit status, stdout + stderr)."""
+    result = run_entry("predict.py", *args, timeout=timeout)
     return result.returncode, result.stdout + result.stderr
 
 
@@ -404,14 +389,10 @@ def test_a_file_too_short_for_its_backtest_fails_once_and_writes_nothing(
     inputs.mkdir()
     etth1_tail(etth1_csv, inputs / "long.csv", rows=24 * 4 + 96)
     etth1_tail(etth1_csv, inputs / "short.csv", rows=24 * 2 + 96)
-    result = subprocess.run(
-        [sys.executable, "predict.py", f"model_dir={etth1_model}", f"input={inputs}"]
-        + [f"output={tmp_path / 'out'}", "backtest=true", "n_windows=3"]
-        + [f"hydra.run.dir={tmp_path / 'log'}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = run_entry(
+        "predict.py",
+        *[f"model_dir={etth1_model}", f"input={inputs}", f"output={tmp_path / 'out'}"],
+        *["backtest=true", "n_windows=3", f"hydra.run.dir={tmp_path / 'log'}"],
     )
     assert result.returncode == 1
     failures = [line for line in result.stderr.splitlines() if line.startswith("FAILED")]

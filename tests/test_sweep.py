@@ -5,8 +5,6 @@ import csv
 import json
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -30,7 +28,7 @@ from forecast.sweep import (
     suggest,
     trial_id,
 )
-from tests.conftest import ROOT, run_script
+from tests.conftest import PT2_ONLY, run_script, start_entry
 
 TINY = [
     "trainer.max_epochs=1",
@@ -41,13 +39,13 @@ TINY = [
     "data.batch_size=16",
     "data.eval_batch_size=16",
     "callbacks.early_stopping=null",
+    PT2_ONLY,
 ]
 SPACE = "+sweep.space={model:{type:categorical,choices:[lstm,gru]},model.hidden_size:{type:int,low:4,high:16,log:true}}"  # noqa: E501
 
 
 def sweep_command(sweep_dir, *overrides: str) -> list[str]:
     return [
-        sys.executable,
         "sweep.py",
         f"hydra.run.dir={sweep_dir}",
         *TINY,
@@ -62,7 +60,7 @@ def clean_env() -> dict[str, str]:
 
 
 def run_sweep(sweep_dir, *overrides: str) -> None:
-    run_script(*sweep_command(sweep_dir, *overrides)[1:])
+    run_script(*sweep_command(sweep_dir, *overrides))
 
 
 def load(sweep_dir, name: str) -> optuna.Study:
@@ -167,15 +165,10 @@ def test_study_in_sqlite_resumes_and_its_best_config_trains_again(tmp_path):
 def test_two_workers_share_one_sqlite_study_without_duplicates(tmp_path):
     sweep_dir = tmp_path / "shared"
     command = sweep_command(sweep_dir, "sweep.n_trials=4", "sweep.study_name=w")
-    workers = [
-        subprocess.Popen(
-            command, cwd=ROOT, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        for _ in range(2)
-    ]
+    workers = [start_entry(*command, env=clean_env()) for _ in range(2)]
     for worker in workers:
-        _, stderr = worker.communicate(timeout=600)
-        assert worker.returncode == 0, stderr.decode()[-4000:]
+        result = worker.wait(timeout=600)
+        assert result.returncode == 0, result.stderr[-4000:]
     trials = load(sweep_dir, "w").trials
     assert [t.number for t in trials] == [0, 1, 2, 3]
     assert all(t.state == TrialState.COMPLETE for t in trials)

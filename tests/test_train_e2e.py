@@ -3,8 +3,6 @@
 import csv
 import json
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -88,6 +86,7 @@ def test_a_run_without_validation_or_test_batches_still_writes_and_exports(tmp_p
         "trainer.limit_val_batches=0",
         "trainer.limit_test_batches=0",
         "callbacks.early_stopping=null",
+        conftest.PT2_ONLY,
     )
     assert not [
         k for k in metrics if k.startswith(("val_", "test_")) and k.endswith(("mse", "mae"))
@@ -191,7 +190,7 @@ def test_m4_hourly_with_a_scaler_per_series_trains_and_exports(tmp_path, shared_
         f"data.path={shared_data / 'M4-Hourly-train.csv'}",
         f"data.test_path={shared_data / 'M4-Hourly-test.csv'}",
     ]
-    metrics = train_here(run_dir, "data=m4_hourly", *env_overrides)
+    metrics = train_here(run_dir, "data=m4_hourly", *env_overrides, conftest.PT2_ONLY)
     assert metrics["test_windows"] == metrics["val_windows"] == 414
     assert math.isfinite(metrics["test_smape_original"])
     # MASE divides by the history's own scale: the same on either scale
@@ -203,7 +202,9 @@ def test_m4_hourly_with_a_scaler_per_series_trains_and_exports(tmp_path, shared_
 
 def test_independent_channels_train_and_export(tmp_path):
     run_dir = tmp_path / "independent"
-    metrics = train_here(run_dir, "data.channel_mode=independent", "data.horizon=24")
+    metrics = train_here(
+        run_dir, "data.channel_mode=independent", "data.horizon=24", conftest.PT2_ONLY
+    )
     assert metrics["test_windows"] == 7 * ((14400 - 11520 + 96) - 96 - 24 + 1)
     out = ExportedModel(run_dir).predict(np.zeros((1, 96, 7), "float32"))
     assert out.shape == (1, 24, 7)
@@ -244,7 +245,7 @@ def test_deterministic_training_skips_only_the_nan_fill(tmp_path, restore_determ
 
     torch.utils.deterministic.fill_uninitialized_memory = True
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[*SMALL, f"output_dir={tmp_path}"])
+        cfg = compose("config", overrides=[*SMALL, NO_EXPORT, f"output_dir={tmp_path}"])
     assert cfg.trainer.deterministic
     train(cfg, callbacks=[Look()])
     assert seen == [(True, False)] * 4
@@ -257,7 +258,11 @@ def test_etth1_ms_the_loads_as_past_covariates_and_the_calendar(tmp_path):
     run_dir = tmp_path / "ms"
     loads = "[HUFL,HULL,MUFL,MULL,LUFL,LULL]"
     metrics = train_here(
-        run_dir, "data.target=[OT]", f"data.past_covariates={loads}", "data.calendar=[hour]"
+        run_dir,
+        "data.target=[OT]",
+        f"data.past_covariates={loads}",
+        "data.calendar=[hour]",
+        conftest.PT2_ONLY,
     )
     assert math.isfinite(metrics["test_mse"]) and metrics["test_windows"] == 2785
     meta = json.loads((run_dir / "export" / "meta.json").read_text())
@@ -295,13 +300,10 @@ def test_bad_data_is_one_line_and_exit_status_2(tmp_path):
     """A user's messy file: the reader's message (file, column, row, fix), not a traceback."""
     bad = tmp_path / "bad.csv"
     bad.write_text("date,y\n2020-01-01 00:00,1\n2020-01-01 01:00,oops\n")
-    result = subprocess.run(
-        [sys.executable, "train.py", f"hydra.run.dir={tmp_path / 'run'}", "data=csv"]
-        + [f"data.path={bad}", "data.lookback=1", "data.horizon=1"],
-        cwd=conftest.ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = conftest.run_entry(
+        "train.py",
+        *[f"hydra.run.dir={tmp_path / 'run'}", "data=csv", f"data.path={bad}"],
+        *["data.lookback=1", "data.horizon=1"],
     )
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
