@@ -122,7 +122,9 @@ class EntryProcess:
     def __init__(self, server: EntryServer, args, cwd, env: dict, new_session: bool):
         self.server, self.args, self.new_session = server, args, new_session
         start = {"args": [str(a) for a in args], "cwd": str(cwd), "env": env}
-        self.pid = server.ask({"start": {**start, "new_session": new_session}})["pid"]
+        # a safety net: a new server answers once it has imported everything (15-40 s here)
+        request = {"start": {**start, "new_session": new_session}}
+        self.pid = server.ask(request, timeout=600)["pid"]
         self.result: subprocess.CompletedProcess | None = None
 
     def poll(self) -> int | None:
