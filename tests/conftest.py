@@ -77,13 +77,17 @@ ENTRY_SCRIPTS = ("train.py", "predict.py", "sweep.py")
 
 class EntryServer:
     """tests/entry_server.py, started once per test process: runs entry-script command lines
-    in children forked from an interpreter that has imported them (see there)."""
+    in children forked from an interpreter that has imported them (see there). Every wait is
+    bounded: a request unanswered in its time kills the server, and the next `start_entry`
+    starts another."""
 
     def __init__(self):
+        self.folder = tempfile.TemporaryDirectory(prefix="entry-server-")  # children's output
         self.log = tempfile.TemporaryFile("w+")  # the server's own stderr, shown if it dies
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.entry_server"],
+            [sys.executable, "-m", "tests.entry_server", self.folder.name],
             cwd=ROOT,
+            env=SERVER_ENV,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.log,
@@ -92,27 +96,54 @@ class EntryServer:
         self.replies: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         self.lock = threading.Lock()
+        self.asked = 0
+        self.receive(None, timeout=600)  # imported (15-40 s here; 600: a safety net)
 
     def _read(self) -> None:
         for line in self.process.stdout:
             self.replies.put(line)
         self.replies.put(None)  # the server ended
 
-    def ask(self, request: dict, timeout: float | None = 120) -> dict:
-        """Send `request`, return the answer (queue.Empty after `timeout` seconds)."""
-        with self.lock:
-            self.process.stdin.write(json.dumps(request) + "\n")
-            self.process.stdin.flush()
+    def send(self, request: dict) -> int:
+        """Send `request` (hold `lock` until its answer is read); its id."""
+        self.asked += 1
+        self.process.stdin.write(json.dumps({"id": self.asked, **request}) + "\n")
+        self.process.stdin.flush()
+        return self.asked
+
+    def receive(self, id_: int | None, timeout: float, kill_server: bool = True) -> dict:
+        """The answer to request `id_`: queue.Empty after `timeout` seconds, and then, with
+        `kill_server`, the server killed (an answer that comes later would be another's)."""
+        try:
             line = self.replies.get(timeout=timeout)
+        except queue.Empty:
+            if kill_server:
+                self.kill()
+            raise
         if line is None:
             self.log.seek(0)
             raise RuntimeError(f"tests/entry_server.py ended: {self.log.read()[-3000:]}")
-        return json.loads(line)
+        answer = json.loads(line)
+        assert answer["id"] == id_, (answer, id_)  # one answer per request, in order
+        return answer
+
+    def ask(self, request: dict, timeout: float) -> dict:
+        """Send `request` and return its answer (`receive`)."""
+        with self.lock:
+            return self.receive(self.send(request), timeout)
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=60)
 
     def close(self) -> None:
-        self.process.stdin.close()
-        self.process.wait(timeout=60)
+        try:
+            self.process.stdin.close()
+            self.process.wait(timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            self.kill()
         self.log.close()
+        self.folder.cleanup()
 
 
 class EntryProcess:
@@ -122,37 +153,54 @@ class EntryProcess:
     def __init__(self, server: EntryServer, args, cwd, env: dict, new_session: bool):
         self.server, self.args, self.new_session = server, args, new_session
         start = {"args": [str(a) for a in args], "cwd": str(cwd), "env": env}
-        # a safety net: a new server answers once it has imported everything (15-40 s here)
-        request = {"start": {**start, "new_session": new_session}}
-        self.pid = server.ask(request, timeout=600)["pid"]
+        self.pid = server.ask({"start": {**start, "new_session": new_session}}, 60)["pid"]
         self.result: subprocess.CompletedProcess | None = None
 
     def poll(self) -> int | None:
-        if self.result is None and self.server.ask({"poll": self.pid})["ended"]:
+        if self.result is None and self.server.ask({"poll": self.pid}, 60)["ended"]:
             self.wait()
         return None if self.result is None else self.result.returncode
 
     def kill(self) -> None:
-        """SIGKILL to the process, or to its whole session's group where it has one."""
+        """SIGKILL to the process, or to its whole session's group where it has one (nothing
+        once it has been waited for)."""
         if self.result is None:
             (os.killpg if self.new_session else os.kill)(self.pid, signal.SIGKILL)
 
-    def wait(self, timeout: float | None = None) -> subprocess.CompletedProcess:
-        """Its end; after `timeout` seconds it is killed and TimeoutExpired raised."""
+    def wait(self, timeout: float = 600) -> subprocess.CompletedProcess:
+        """Its end; after `timeout` seconds (a safety net) it is killed and TimeoutExpired
+        raised, with what it had written."""
         if self.result is None:
-            try:
-                ended = self.server.ask({"wait": self.pid}, timeout=timeout)
-            except queue.Empty:
-                self.kill()
-                self.server.replies.get(timeout=60)  # the answer to the wait, now it ended
-                raise subprocess.TimeoutExpired(self.args, timeout) from None
+            with self.server.lock:
+                id_ = self.server.send({"wait": self.pid})
+                try:
+                    answer, timed_out = self.server.receive(id_, timeout, False), False
+                except queue.Empty:
+                    self.kill()
+                    answer, timed_out = self.server.receive(id_, 60), True
             self.result = subprocess.CompletedProcess(
-                self.args, ended["status"], ended["stdout"], ended["stderr"]
+                self.args, answer["status"], answer["stdout"], answer["stderr"]
             )
+            if timed_out:
+                raise subprocess.TimeoutExpired(
+                    self.args, timeout, output=self.result.stdout, stderr=self.result.stderr
+                )
         return self.result
 
 
+# the environment the entry servers start with: this one as the tests were collected, before
+# any test changed it (what the children import reads it once)
+SERVER_ENV = dict(os.environ)
 _entry_server: EntryServer | None = None
+
+
+def entry_server() -> EntryServer:
+    """This test process's entry server, started (and its imports done) if it was not."""
+    global _entry_server
+    if _entry_server is None or _entry_server.process.poll() is not None:
+        _entry_server = EntryServer()
+        atexit.register(_entry_server.close)
+    return _entry_server
 
 
 def start_entry(
@@ -162,12 +210,8 @@ def start_entry(
     their console scripts) in a child of this test process's entry server
     (tests/entry_server.py): the process the command would run, but for the interpreter's
     start, which it skips. `env`: the child's whole environment (by default this one's)."""
-    global _entry_server
-    if _entry_server is None or _entry_server.process.poll() is not None:
-        _entry_server = EntryServer()
-        atexit.register(_entry_server.close)
     env = dict(os.environ) if env is None else env
-    return EntryProcess(_entry_server, args, cwd, env, new_session)
+    return EntryProcess(entry_server(), args, cwd, env, new_session)
 
 
 def run_entry(

@@ -387,8 +387,10 @@ def test_a_process_forked_after_the_import_is_a_worker_of_its_own():
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: its name, then out without pytest's teardown
-        os.write(write, worker_name().encode())
-        os._exit(0)
+        try:
+            os.write(write, worker_name().encode())
+        finally:
+            os._exit(0)
     os.close(write)
     with os.fdopen(read) as child:
         name = child.read()

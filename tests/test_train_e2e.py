@@ -29,7 +29,7 @@ NO_EXPORT = "export_formats=[]"
 
 
 def run_train(run_dir, *overrides: str) -> dict:
-    """train.py itself, in a new process: what a user runs."""
+    """train.py itself, in a process of its own (conftest.run_entry): what a user runs."""
     return conftest.run_train(run_dir, *SMALL, *overrides)
 
 
