@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.entry_server import ENTRIES
+
 ROOT = Path(__file__).resolve().parents[1]
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -72,7 +74,6 @@ def etth1_csv(tmp_path_factory) -> Path:
 # tests/test_export.py, test_covariates.py's export test, test_train_e2e.py's each-model test and
 # test_faults.py (the default command) export ONNX as a default run does
 PT2_ONLY = "export_formats=[pt2]"
-ENTRY_SCRIPTS = ("train.py", "predict.py", "sweep.py")
 
 
 class EntryServer:
@@ -235,7 +236,7 @@ def run_script(
     env = dict(os.environ)
     if not keep_data_dir:
         env.pop("FORECAST_DATA_DIR", None)
-    if fresh or Path(args[0]).name not in ENTRY_SCRIPTS:
+    if fresh or Path(args[0]).name not in ENTRIES:
         command = [sys.executable, *args]
         result = subprocess.run(
             command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout

@@ -84,17 +84,13 @@ MISTAKES = [
 
 
 @pytest.fixture(scope="module")
-def mistakes_refused(tmp_path_factory) -> list[dict]:
+def mistakes_refused(tmp_path_factory) -> list[subprocess.CompletedProcess]:
     """Every command line of MISTAKES, run as the user would run it, each in its own process
     (forked from one that imported the entry points once: conftest.run_entry)."""
     runs = tmp_path_factory.mktemp("mistakes")
-    results = []
-    for k, (args, _) in enumerate(MISTAKES):
-        result = run_entry(*args, f"hydra.run.dir={runs / str(k)}")
-        results.append(
-            {"status": result.returncode, "stdout": result.stdout, "stderr": result.stderr}
-        )
-    return results
+    return [
+        run_entry(*args, f"hydra.run.dir={runs / str(k)}") for k, (args, _) in enumerate(MISTAKES)
+    ]
 
 
 @pytest.mark.slow
@@ -105,10 +101,10 @@ def mistakes_refused(tmp_path_factory) -> list[dict]:
 )
 def test_a_config_mistake_is_one_line_with_exit_status_2(mistakes_refused, k, args, expected):
     run = mistakes_refused[k]
-    assert run["status"] == 2, (run["status"], run["stderr"][-3000:])
-    lines = run["stderr"].splitlines()
-    assert len(lines) == 1, run["stderr"]
-    assert "Traceback" not in run["stdout"]
+    assert run.returncode == 2, (run.returncode, run.stderr[-3000:])
+    lines = run.stderr.splitlines()
+    assert len(lines) == 1, run.stderr
+    assert "Traceback" not in run.stdout
     assert lines[0].startswith(args[0] + ": ")
     assert expected in lines[0]
 
@@ -119,7 +115,7 @@ def test_a_mistake_is_refused_alike_by_a_new_interpreter(mistakes_refused, tmp_p
     # restart
     k = next(k for k, (args, _) in enumerate(MISTAKES) if "model.hiden_size=64" in args)
     line = refused(*MISTAKES[k][0], f"hydra.run.dir={tmp_path}")
-    assert line == mistakes_refused[k]["stderr"].strip()
+    assert line == mistakes_refused[k].stderr.strip()
 
 
 @pytest.mark.slow
